@@ -1,0 +1,1 @@
+"""Attribution methods: input gradients and class activation maps (METHODS.md sections 1, 3)."""
