@@ -159,11 +159,12 @@ def _load_split(path: str, mtime: float, split: str) -> tuple[np.ndarray, np.nda
     n = _SIZES[split]
     if x.shape != (n, 32, 32, 3) or x.dtype != np.uint8:
         raise ValueError(
-            f"{path}: x_{split} should be uint8 of shape {(n, 32, 32, 3)}, "
-            f"got {x.dtype} {x.shape}"
+            f"{path}: x_{split} should be uint8 of shape {(n, 32, 32, 3)}, got {x.dtype} {x.shape}"
         )
     if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer):
-        raise ValueError(f"{path}: y_{split} should be integers of shape ({n},), got {y.dtype} {y.shape}")
+        raise ValueError(
+            f"{path}: y_{split} should be integers of shape ({n},), got {y.dtype} {y.shape}"
+        )
     if y.min() < 0 or y.max() >= _NUM_CLASSES:
         raise ValueError(f"{path}: y_{split} labels must lie in 0..99, got {y.min()}..{y.max()}")
     if yc is None:
@@ -204,7 +205,9 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return out if x.dim() == 4 else out[0]
 
 
-def augment_batch(x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4) -> torch.Tensor:
+def augment_batch(
+    x: torch.Tensor, generator: torch.Generator | None = None, pad: int = 4
+) -> torch.Tensor:
     """Standard CIFAR augmentation, batched: random crop with ``pad`` zero padding + h-flip.
 
     Works on any image batch (B, C, H, W); padding is applied in whatever space ``x`` is in
@@ -264,7 +267,10 @@ class CIFAR100(Dataset):
         return normalize(x), torch.from_numpy(self.targets[idx]).to(device)
 
     def __repr__(self) -> str:
-        return f"CIFAR100(split={self.split!r}, n={len(self)}, augment={self.augment}, path={self.path})"
+        return (
+            f"CIFAR100(split={self.split!r}, n={len(self)}, augment={self.augment}, "
+            f"path={self.path})"
+        )
 
 
 def cifar100(split: str, root=None, augment: bool = False, download: bool = True) -> CIFAR100:
@@ -284,7 +290,9 @@ def _base(dataset) -> tuple[CIFAR100, np.ndarray]:
         idx = sub if idx is None else sub[idx]
         dataset = dataset.dataset
     if not isinstance(dataset, CIFAR100):
-        raise TypeError(f"dataset must be a CIFAR100 or a Subset of one, got {type(dataset).__name__}")
+        raise TypeError(
+            f"dataset must be a CIFAR100 or a Subset of one, got {type(dataset).__name__}"
+        )
     return dataset, (np.arange(len(dataset)) if idx is None else idx)
 
 
@@ -331,7 +339,7 @@ def batches(
         idx = idx[torch.randperm(len(idx), generator=generator).numpy()]
     stop = len(idx) - (len(idx) % batch_size if drop_last else 0)
     for start in range(0, stop, batch_size):
-        sel = idx[start:start + batch_size]
+        sel = idx[start : start + batch_size]
         x = torch.from_numpy(base.images[sel]).to(device).permute(0, 3, 1, 2).float().div_(255)
         if augment:
             x = augment_batch(x, generator)

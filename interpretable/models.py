@@ -131,8 +131,15 @@ class MobileNetV2(nn.Module):
     (6,96,3,1), (6,160,3,1), (6,320,1,1), 1x1 conv to 1280 @4x4.
     """
 
-    CONFIG = ((1, 16, 1, 1), (6, 24, 2, 2), (6, 32, 3, 2), (6, 64, 4, 2),
-              (6, 96, 3, 1), (6, 160, 3, 1), (6, 320, 1, 1))
+    CONFIG = (
+        (1, 16, 1, 1),
+        (6, 24, 2, 2),
+        (6, 32, 3, 2),
+        (6, 64, 4, 2),
+        (6, 96, 3, 1),
+        (6, 160, 3, 1),
+        (6, 320, 1, 1),
+    )
 
     def __init__(self, num_classes: int = 100, width: float = 1.0, last_channels: int = 1280):
         super().__init__()
@@ -221,7 +228,9 @@ def scale_layers(model: nn.Module) -> list[nn.Module]:
 def _mobilenet_scale_layers(model: MobileNetV2) -> list[nn.Module]:
     relus = [m for m in model.features.modules() if isinstance(m, nn.ReLU6)]
     sizes: dict[nn.Module, int] = {}
-    hooks = [r.register_forward_hook(lambda m, i, o: sizes.__setitem__(m, o.shape[-1])) for r in relus]
+    hooks = [
+        r.register_forward_hook(lambda m, i, o: sizes.__setitem__(m, o.shape[-1])) for r in relus
+    ]
     was_training = model.training
     try:
         model.eval()
@@ -243,8 +252,12 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or not one of ours."""
 
 
-def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, Any],
-                    extra: dict[str, Any] | None = None) -> Path:
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    meta: dict[str, Any],
+    extra: dict[str, Any] | None = None,
+) -> Path:
     """Write ``model``'s weights with ``meta`` atomically (temp file in the folder, then rename).
 
     ``meta`` must hold ``arch`` and may hold ``width``, ``num_classes``, training settings,
@@ -257,8 +270,11 @@ def save_checkpoint(path: str | os.PathLike, model: nn.Module, meta: dict[str, A
     meta = dict(meta)
     meta.setdefault("width", 1.0)
     meta.setdefault("num_classes", _num_classes(model))
-    state = {"format": "interpretable-checkpoint-v1", "meta": meta,
-             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+    state = {
+        "format": "interpretable-checkpoint-v1",
+        "meta": meta,
+        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
+    }
     if extra:
         state["extra"] = extra
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -297,7 +313,9 @@ def read_checkpoint(path: str | os.PathLike, map_location="cpu") -> dict[str, An
     return state
 
 
-def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Module, dict[str, Any]]:
+def load_checkpoint(
+    path: str | os.PathLike, map_location="cpu"
+) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model described in the checkpoint's meta and load its weights.
 
     Returns ``(model, meta)``; the model is in eval mode on ``map_location``.
@@ -305,8 +323,12 @@ def load_checkpoint(path: str | os.PathLike, map_location="cpu") -> tuple[nn.Mod
     state = read_checkpoint(path, map_location)
     meta = state["meta"]
     try:
-        model = create(meta["arch"], num_classes=int(meta["num_classes"]), width=float(meta["width"]))
+        model = create(
+            meta["arch"], num_classes=int(meta["num_classes"]), width=float(meta["width"])
+        )
         model.load_state_dict(state["state_dict"])
     except (KeyError, RuntimeError, ValueError) as exc:
-        raise CheckpointError(f"checkpoint {str(path)!r} does not match its metadata: {exc}") from exc
+        raise CheckpointError(
+            f"checkpoint {str(path)!r} does not match its metadata: {exc}"
+        ) from exc
     return model.to(map_location).eval(), meta

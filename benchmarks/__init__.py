@@ -1,0 +1,1 @@
+"""Benchmarks of `interpretable` against one forward pass and against the peer libraries."""
