@@ -11,7 +11,9 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("data", "models", "attribution", "fastcam", "viz", "metrics", "training", "reference")
+_SUBMODULES = (
+    "data", "models", "attribution", "fastcam", "viz", "metrics", "training", "reference",
+)
 __all__ = list(_SUBMODULES) + ["__version__", "default_device"]
 
 
