@@ -1,0 +1,139 @@
+"""What every attribution method shares: input and target checks, eval mode, map finishing.
+
+Target semantics (API.md): ``None`` = the predicted class, an ``int`` = the same class for the
+whole batch, or a LongTensor (B,) of per-sample classes. Checks happen in two steps: the type
+and length before any forward pass (:func:`check_target`), the range once the logits show how
+many classes there are (:func:`resolve_target`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = [
+    "Target",
+    "check_input",
+    "check_model",
+    "check_target",
+    "resolve_target",
+    "eval_mode",
+    "normalize_maps",
+    "upsample",
+]
+
+Target = int | Tensor | Sequence[int] | None
+
+
+def check_model(model: object) -> nn.Module:
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    return model
+
+
+def check_input(x: object) -> Tensor:
+    """``x`` must be a floating (B, C, H, W) tensor with B >= 1."""
+    if not isinstance(x, Tensor):
+        raise TypeError(f"x must be a torch.Tensor of shape (B, C, H, W), got {type(x).__name__}")
+    if x.dim() != 4:
+        raise ValueError(f"x must be 4-D (B, C, H, W), got shape {tuple(x.shape)}")
+    if not x.is_floating_point():
+        raise TypeError(f"x must be a floating-point tensor, got dtype {x.dtype}")
+    if x.shape[0] == 0:
+        raise ValueError("x must hold at least one image, got an empty batch")
+    return x
+
+
+def check_target(target: Target, batch: int) -> int | Tensor | None:
+    """Type and length check; returns None, a non-negative int, or an int64 tensor (B,)."""
+    if target is None:
+        return None
+    if isinstance(target, bool):
+        raise TypeError("target must be None, an int or a LongTensor (B,), got a bool")
+    if isinstance(target, int):
+        if target < 0:
+            raise ValueError(f"target must be a non-negative class index, got {target}")
+        return target
+    if isinstance(target, (list, tuple)):
+        if not all(isinstance(t, int) and not isinstance(t, bool) for t in target):
+            raise TypeError("target given as a list/tuple must hold ints")
+        target = torch.tensor(target, dtype=torch.long)
+    if not isinstance(target, Tensor):
+        # numpy integers and the like
+        if hasattr(target, "__index__"):
+            return check_target(int(target.__index__()), batch)
+        raise TypeError(
+            f"target must be None, an int or a LongTensor (B,), got {type(target).__name__}"
+        )
+    if target.is_floating_point() or target.is_complex() or target.dtype == torch.bool:
+        raise TypeError(f"target must hold integer class indices, got dtype {target.dtype}")
+    if target.dim() == 0:
+        return check_target(int(target.item()), batch)
+    if target.dim() != 1 or target.shape[0] != batch:
+        raise ValueError(
+            f"target must have one class per image: shape ({batch},), got {tuple(target.shape)}"
+        )
+    return target.long()
+
+
+def resolve_target(target: int | Tensor | None, logits: Tensor) -> Tensor:
+    """Classes (B,) on the logits' device; ``None`` picks each image's predicted class."""
+    if not isinstance(logits, Tensor) or logits.dim() != 2:
+        shape = tuple(logits.shape) if isinstance(logits, Tensor) else type(logits).__name__
+        raise ValueError(f"model must return logits of shape (B, num_classes), got {shape}")
+    batch, classes = logits.shape
+    if target is None:
+        return logits.detach().argmax(dim=1)
+    if isinstance(target, int):
+        if target >= classes:
+            raise ValueError(f"target must be in [0, {classes}), got {target}")
+        return torch.full((batch,), target, dtype=torch.long, device=logits.device)
+    target = target.to(logits.device)
+    lo, hi = int(target.min()), int(target.max())  # one sync, only to check
+    if lo < 0 or hi >= classes:
+        raise ValueError(f"target must be in [0, {classes}), got values in [{lo}, {hi}]")
+    return target
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Run in eval mode, then restore each submodule's own ``training`` flag (also on error).
+
+    Attributions explain inference: batch-norm uses its running statistics (so every image
+    is independent of the others in the batch and no statistic is updated), dropout is off.
+    """
+    flags = [(m, m.training) for m in model.modules()]
+    try:
+        model.eval()
+        yield model
+    finally:
+        for m, flag in flags:
+            m.training = flag
+
+
+def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
+    """Bilinear resize of (B, h, w) or (B, K, h, w) maps to ``size`` (METHODS.md section 3)."""
+    if tuple(maps.shape[-2:]) == tuple(size):
+        return maps
+    squeeze = maps.dim() == 3
+    out = F.interpolate(maps[:, None] if squeeze else maps, size=tuple(size), mode="bilinear",
+                        align_corners=align_corners)
+    return out[:, 0] if squeeze else out
+
+
+def normalize_maps(maps: Tensor) -> Tensor:
+    """Per-image min-max scaling to [0, 1] of maps (B, H, W) or (B, K, H, W) (last two dims).
+
+    A constant map becomes all zeros (never NaN). Returns a new tensor.
+    """
+    if not isinstance(maps, Tensor) or maps.dim() < 2:
+        raise ValueError("maps must be a tensor of shape (..., H, W)")
+    flat = maps.flatten(-2)
+    lo = flat.amin(dim=-1, keepdim=True)
+    span = flat.amax(dim=-1, keepdim=True) - lo
+    out = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, 1), 0)
+    return out.reshape(maps.shape)

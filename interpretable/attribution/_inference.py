@@ -1,0 +1,207 @@
+"""A faster forward for many no-grad, eval-mode batches (Score-CAM's masked inputs).
+
+How: the model is traced with ``torch.fx`` into a graph that shares the model's weights but
+has hook-free copies of its leaf modules (so nothing registered on the model fires, and
+nothing it holds is deep-copied). Then:
+
+- on CPU with float32 weights, torch's inference passes
+  (``torch.fx.experimental.optimization.optimize_for_inference``): conv+BN folding, dropout
+  removal, and oneDNN's blocked memory format with the weights packed once, which avoids a
+  re-layout of every activation and weight on every call;
+- elsewhere (or if that pass fails), conv+BN folding with the weights stored once in the
+  requested memory format.
+
+Results equal the model's up to float rounding (tested). Models that ``torch.fx`` cannot
+trace (data-dependent control flow) run unchanged. The model itself is never modified.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.fusion import fuse_conv_bn_weights
+
+__all__ = ["inference_forward", "weights_key"]
+
+
+def weights_key(model: nn.Module) -> tuple:
+    """Changes whenever a module, parameter or buffer of ``model`` is replaced or edited."""
+    return (tuple(id(m) for m in model.modules()),
+            tuple((id(t), t.data_ptr(), t._version)
+                  for t in (*model.parameters(), *model.buffers())))
+
+
+def _without_hooks(module: nn.Module) -> nn.Module:
+    """A shallow copy sharing parameters and buffers, with no hooks of any kind."""
+    clone = copy.copy(module)
+    for name, value in vars(module).items():
+        if "hook" in name and isinstance(value, dict):
+            setattr(clone, name, type(value)())
+    return clone
+
+
+def _trace(model: nn.Module) -> torch.fx.GraphModule | None:
+    try:
+        gm = torch.fx.symbolic_trace(model)
+    except Exception:  # untraceable model: the caller keeps the plain forward
+        return None
+    modules = dict(gm.named_modules())
+    for i, node in enumerate(gm.graph.nodes):
+        if node.op == "call_module":
+            name = f"_leaf_{i}"
+            gm.add_submodule(name, _without_hooks(modules[node.target]))
+            node.target = name
+    gm.graph.eliminate_dead_code()
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+class _Conv2d(nn.Module):
+    """A plain convolution with fixed (folded) weights."""
+
+    def __init__(self, conv: nn.Conv2d, weight: Tensor, bias: Tensor | None):
+        super().__init__()
+        self.weight, self.bias = weight, bias
+        self.stride, self.padding = conv.stride, conv.padding
+        self.dilation, self.groups = conv.dilation, conv.groups
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.conv2d(x, self.weight, self.bias, self.stride, self.padding, self.dilation,
+                        self.groups)
+
+
+def _fold(gm: torch.fx.GraphModule, memory_format: torch.memory_format) -> torch.fx.GraphModule:
+    """Fold each eval-mode BatchNorm2d into the Conv2d that alone feeds it."""
+    modules = dict(gm.named_modules())
+    graph = gm.graph
+    for node in list(graph.nodes):
+        conv = modules.get(node.target) if node.op == "call_module" else None
+        if type(conv) is not nn.Conv2d or conv.padding_mode != "zeros":
+            continue
+        weight = conv.weight.detach()
+        bias = conv.bias.detach() if conv.bias is not None else None
+        users = list(node.users)
+        bn = modules.get(users[0].target) if len(users) == 1 and users[0].op == "call_module" \
+            else None
+        fold = (type(bn) is nn.BatchNorm2d and users[0].args == (node,) and not bn.training
+                and bn.running_mean is not None)
+        if fold:
+            weight, bias = fuse_conv_bn_weights(weight, bias, bn.running_mean, bn.running_var,
+                                                bn.eps, bn.weight, bn.bias)
+            weight, bias = weight.detach(), bias.detach()
+        gm.add_submodule(node.target, _Conv2d(conv, weight.contiguous(memory_format=memory_format),
+                                              bias))
+        if fold:
+            users[0].replace_all_uses_with(node)
+            graph.erase_node(users[0])
+    gm.delete_all_unused_submodules()
+    gm.recompile()
+    return gm
+
+
+def inference_forward(model: nn.Module, device: torch.device,
+                      memory_format: torch.memory_format = torch.contiguous_format
+                      ) -> tuple[Callable[[Tensor], Tensor], torch.memory_format]:
+    """A no-grad forward equal to ``model``'s in eval mode, built for speed (see module doc).
+
+    Returns the forward and the memory format its inputs should have. Call it with the model
+    in eval mode and use the forward only under ``torch.no_grad()``.
+    """
+    with torch.no_grad():
+        gm = _trace(model)
+        if gm is None:
+            return model, memory_format
+        params = list(gm.parameters())
+        if device.type == "cpu" and torch.backends.mkldnn.is_available() \
+                and all(p.dtype == torch.float32 for p in params):
+            try:
+                from torch.fx.experimental.optimization import optimize_for_inference
+
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")  # deprecation notes inside torch
+                    return optimize_for_inference(gm), torch.contiguous_format
+            except Exception:  # an op the pass does not know: fold only
+                pass
+        return _fold(gm, memory_format), memory_format
+
+
+class _LayerLeafTracer(torch.fx.Tracer):
+    """Keeps ``layer`` as one call in the graph, so its output is a node to cut at."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self._layer = layer
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return m is self._layer or super().is_leaf_module(m, qualname)
+
+
+def split_at_layer(model: nn.Module, layer: nn.Module
+                   ) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule] | None:
+    """Cut ``model`` after the last call of ``layer``: ``pre(x) -> (A, *live)`` and
+    ``post(A, *live) -> logits``, where ``live`` are earlier values still needed after the cut.
+
+    Both share the model's modules. None if the model cannot be traced or never calls
+    ``layer``.
+    """
+    tracer = _LayerLeafTracer(layer)
+    try:
+        graph = tracer.trace(model)
+    except Exception:  # untraceable: the caller keeps the hook-based forward
+        return None
+    names = {n for n, m in model.named_modules(remove_duplicate=False) if m is layer}
+    nodes = list(graph.nodes)
+    cuts = [i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in names]
+    if not cuts:
+        return None
+    pre_nodes, post_nodes = nodes[:cuts[-1] + 1], nodes[cuts[-1] + 1:]
+    cut, inside = pre_nodes[-1], set(pre_nodes)
+    live = [n for n in pre_nodes[:-1] if any(u not in inside for u in n.users)]
+
+    pre_graph, env = torch.fx.Graph(), {}
+    for n in pre_nodes:
+        env[n] = pre_graph.node_copy(n, lambda a: env[a])
+    pre_graph.output((env[cut], *(env[n] for n in live)))
+
+    post_graph = torch.fx.Graph()
+    env = {cut: post_graph.placeholder("activation")}
+    for j, n in enumerate(live):
+        env[n] = post_graph.placeholder(f"live_{j}")
+    for n in post_nodes:
+        env[n] = post_graph.node_copy(n, lambda a: env[a])
+    return torch.fx.GraphModule(model, pre_graph), torch.fx.GraphModule(model, post_graph)
+
+
+def split_forward(model: nn.Module, layer: nn.Module, sample: Tensor
+                  ) -> tuple[Callable, Callable] | None:
+    """``(pre, post)`` for gradient CAMs: ``pre`` is the inference-optimized forward up to
+    ``layer`` (no grad needed there), ``post`` the rest on the model's own modules.
+
+    Checked once on ``sample`` (one image) against the model; None if the model cannot be
+    split or the check fails, and the caller keeps the hook-based forward.
+    """
+    parts = split_at_layer(model, layer)
+    if parts is None:
+        return None
+    pre, post = parts
+    with torch.no_grad():
+        fast, fmt = inference_forward(pre, sample.device)
+        try:
+            ref = model(sample)
+            outs = fast(sample.contiguous(memory_format=fmt))
+            got = post(*outs)
+        except Exception:
+            return None
+        if not (isinstance(ref, Tensor) and isinstance(got, Tensor) and got.shape == ref.shape
+                and (got - ref).abs().max() <= 1e-4 * ref.abs().max() + 1e-6):
+            return None
+
+    def pre_forward(x: Tensor):
+        return fast(x.contiguous(memory_format=fmt))
+    return pre_forward, post

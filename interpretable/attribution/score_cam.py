@@ -1,0 +1,143 @@
+"""Score-CAM [SC] (METHODS.md section 3), batched across images and channels.
+
+For every image b and channel k: M_bk = the activation A_bk bilinearly upsampled to the
+input size, then min-max normalized (a channel whose A_bk is constant gets M_bk = 0, as in
+pytorch-grad-cam); s_bk = y_c(x_b * M_bk), the target logit of the masked input;
+alpha_b = softmax over k of s_b; map = ReLU(sum_k alpha_bk A_bk).
+
+How the forwards run (the cost is one forward per channel, everything else is small):
+
+- the masked inputs of all (image, channel) pairs are built chunk by chunk, straight from the
+  low-resolution activations, and go through the model in chunks of ``batch_size`` that mix
+  images, so chunks stay full whatever the number of channels;
+- every constant channel of every image has the same masked input, x * 0 = 0, so all of
+  them share a single forward (one more row in a chunk);
+- the masked inputs go through an inference-optimized forward of the model (``optimize``,
+  see :mod:`._inference`: conv+BN folded, on CPU oneDNN's packed weights and blocked memory
+  format, elsewhere the weights in the chosen ``memory_format``), built once and kept while
+  the model's modules, parameters and buffers stay the same.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ._inference import inference_forward, weights_key
+from .cam import BaseCAM
+
+__all__ = ["ScoreCAM"]
+
+_FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+class ScoreCAM(BaseCAM):
+    """Score-CAM (METHODS.md section 3): softmax over channels of masked-input target logits.
+
+    Args:
+        model, layer: as :class:`BaseCAM`.
+        batch_size: masked images per forward pass.
+        align_corners: for upsampling the masks; ``False`` is this package's convention
+            (METHODS.md section 3), ``True`` reproduces pytorch-grad-cam's
+            ``UpsamplingBilinear2d``. The final map is always upsampled with ``False``.
+        memory_format: "channels_last" or "contiguous" for the masked inputs when they do
+            not go through oneDNN's own format; "auto" picks channels-last on CPU (faster
+            there, see benchmarks/attribution.py) and contiguous elsewhere.
+        optimize: run the masked inputs through an inference-optimized forward (results
+            equal to float rounding; it holds a folded copy of the convolution weights until
+            the weights change). Building it costs a trace, about a few dozen masked
+            forwards: ``"auto"`` builds it on this object's second call with unchanged
+            weights, or at once for a call with at least ``AUTO_JOBS`` masked inputs;
+            ``True`` at the first call; ``False`` never.
+    """
+
+    uses_gradients = False
+    #: with ``optimize="auto"``, a single call with this many masked inputs builds the
+    #: optimized forward at once (its cost is then a few percent of the call)
+    AUTO_JOBS = 4096
+
+    def __init__(self, model: nn.Module, layer: nn.Module | None = None, *,
+                 batch_size: int = 128, align_corners: bool = False,
+                 memory_format: str = "auto", optimize: bool | str = "auto"):
+        super().__init__(model, layer, optimize=optimize)
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+            raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if memory_format != "auto" and memory_format not in _FORMATS:
+            raise ValueError(
+                "memory_format must be 'auto', 'channels_last' or 'contiguous', "
+                f"got {memory_format!r}"
+            )
+        self.batch_size = batch_size
+        self.align_corners = bool(align_corners)
+        self.memory_format = memory_format
+        self._fast: tuple | None = None  # (weights key, forward or None, format, calls seen)
+
+    def _format(self, device: torch.device) -> torch.memory_format:
+        if self.memory_format == "auto":
+            return torch.channels_last if device.type == "cpu" else torch.contiguous_format
+        return _FORMATS[self.memory_format]
+
+    def _masked_forward(self, device: torch.device, jobs: int):
+        """The forward for ``jobs`` masked inputs and their memory format (in eval mode)."""
+        fmt = self._format(device)
+        if not self.optimize:
+            return self.model, fmt
+        key = (weights_key(self.model), device, fmt)
+        if self._fast is None or self._fast[0] != key:
+            self._fast = (key, None, fmt, 0)  # frees the old copy before building a new one
+        key, forward, fast_fmt, calls = self._fast
+        calls += 1
+        if forward is None and (self.optimize is True or calls >= 2 or jobs >= self.AUTO_JOBS):
+            forward, fast_fmt = inference_forward(self.model, device, fmt)
+        self._fast = (key, forward, fast_fmt, calls)
+        return (self.model, fmt) if forward is None else (forward, fast_fmt)
+
+    def masks(self, A: Tensor, size: tuple[int, int]) -> Tensor:
+        """All masks M (B, K, H, W) at once (for inspection; the call builds them by chunks)."""
+        B, K = A.shape[:2]
+        return self._masks(A.flatten(0, 1), size).view(B, K, *size)
+
+    def _masks(self, a: Tensor, size: tuple[int, int]) -> Tensor:
+        """Masks (N, H, W) from N low-resolution channels a (N, h, w); constant ones are 0."""
+        up = torch.nn.functional.interpolate(a[:, None], size=size, mode="bilinear",
+                                             align_corners=self.align_corners)[:, 0]
+        flat = up.flatten(1)
+        lo = flat.amin(dim=1)
+        span = flat.amax(dim=1) - lo
+        const = a.flatten(1).amax(dim=1) == a.flatten(1).amin(dim=1)
+        scale = torch.where(const | (span <= 0), 0, 1 / torch.where(span > 0, span, 1))
+        return (up - lo[:, None, None]) * scale[:, None, None]
+
+    def scores(self, x: Tensor, A: Tensor, t: Tensor) -> Tensor:
+        """s (B, K): target logit of each masked input x_b * M_bk, in eval mode, no grad."""
+        B, K = A.shape[:2]
+        size = tuple(x.shape[-2:])
+        flat = A.flatten(2)
+        const = flat.amax(dim=2) == flat.amin(dim=2)  # (B, K)
+        pairs = (~const).flatten().nonzero()[:, 0]  # distinct masked inputs, flat b*K + k
+        n_const = int(const.sum())
+        jobs = pairs.numel() + (1 if n_const else 0)  # + the one shared all-zero input
+        forward, fmt = self._masked_forward(x.device, jobs)
+        scores = torch.empty(B * K, dtype=A.dtype, device=A.device)
+        zero_logits = None
+        a_flat = A.flatten(0, 1)
+        with torch.no_grad():
+            for start in range(0, jobs, self.batch_size):
+                idx = pairs[start:start + self.batch_size]
+                b = torch.div(idx, K, rounding_mode="floor")
+                inp = x[b] * self._masks(a_flat[idx], size)[:, None].to(x.dtype)
+                extra = start + self.batch_size > pairs.numel() and n_const > 0
+                if extra:  # the shared input of the constant channels rides along
+                    inp = torch.cat([inp, x.new_zeros(1, *x.shape[1:])])
+                out = forward(inp.contiguous(memory_format=fmt))
+                if extra:
+                    zero_logits, out = out[-1], out[:-1]
+                scores[idx] = out.gather(1, t[b][:, None])[:, 0].to(scores.dtype)
+        scores = scores.view(B, K)
+        if zero_logits is not None:
+            scores = torch.where(const, zero_logits[t].to(scores.dtype)[:, None], scores)
+        return scores
+
+    def _cam(self, x: Tensor, A: Tensor, G: Tensor | None, t: Tensor) -> Tensor:
+        alpha = torch.softmax(self.scores(x, A, t), dim=1)
+        return torch.einsum("bk,bkhw->bhw", alpha, A).clamp_(min=0)
