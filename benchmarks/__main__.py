@@ -18,12 +18,13 @@ import json
 import os
 import platform
 import sys
-import tempfile
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
+
+from interpretable._io import atomic_write_text
 
 SECTIONS = ("attribution", "fastcam", "metrics", "training")
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
@@ -66,15 +67,7 @@ def _jsonable(obj):
 
 def write_json(path: Path, data: dict) -> None:
     """Write ``data`` atomically (temp file in the same folder, then rename)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    atomic_write_text(path, json.dumps(data, indent=1))
 
 
 def run(sections=SECTIONS, quick: bool = False, width: float | None = None,

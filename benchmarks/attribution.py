@@ -15,6 +15,9 @@ inference-optimized forwards on the second call; the one-time build cost is prin
   forward pass with autograd on (the floor), vs pytorch-grad-cam, vs torchcam (its
   documented use: the caller's forward, then ``extractor(class_idx, scores)``);
 - guided backpropagation vs the plain input gradient on ``batch`` images;
+- captum beside ours (reported ratios, no targets): Saliency vs ``gradient``, GuidedBackprop
+  vs ``guided_backprop``, NoiseTunnel(Saliency) vs ``smoothgrad`` (n = 25), LayerGradCam vs
+  ``GradCAM``;
 - Score-CAM on ``score_images`` images (Score-CAM costs one forward per channel: 64 images
   at width 1 are 32,768 ResNet-18 forwards, minutes per run on a CPU, and neither our cost
   nor pytorch-grad-cam's per image depends on how many images there are beyond the first
@@ -41,6 +44,7 @@ from interpretable.attribution import (
     XGradCAM,
     gradient,
     guided_backprop,
+    smoothgrad,
 )
 from interpretable.attribution._inference import inference_forward, split_forward
 
@@ -202,6 +206,46 @@ def _score_cam(model, layer, x, target, repeats, warmup, pgc_batch_sizes):
     return timings, targets, info
 
 
+def _captum(model, layer, x, target, repeats, warmup, smooth_images):
+    """Our gradient methods and Grad-CAM beside captum's (Saliency, GuidedBackprop,
+    NoiseTunnel(Saliency) as SmoothGrad with n = 25, LayerGradCam); None if captum is absent.
+
+    Reported as peer / ours ratios (no target in the issues). SmoothGrad runs on
+    ``smooth_images`` images (25 noisy copies each)."""
+    try:
+        from captum.attr import GuidedBackprop, LayerGradCam, NoiseTunnel, Saliency
+    except ImportError:
+        return None
+    xs, ts = x[:smooth_images], target[:smooth_images]
+    sigma = 0.15 * float(x.amax() - x.amin())  # captum takes one absolute std for all images
+    cam = GradCAM(model, layer)
+    fns = {
+        "ours gradient": lambda: gradient(model, x, target),
+        "captum Saliency": lambda: Saliency(model).attribute(x, target=target, abs=False),
+        "ours guided backprop": lambda: guided_backprop(model, x, target),
+        "captum GuidedBackprop": lambda: GuidedBackprop(model).attribute(x, target=target),
+        f"ours smoothgrad (n=25, {smooth_images} img)":
+            lambda: smoothgrad(gradient, model, xs, ts, n=25),
+        f"captum NoiseTunnel smoothgrad (n=25, {smooth_images} img)":
+            lambda: NoiseTunnel(Saliency(model)).attribute(
+                xs, target=ts, nt_type="smoothgrad", nt_samples=25, stdevs=sigma, abs=False),
+        "ours gradcam": lambda: cam(x, target),
+        "captum LayerGradCam": lambda: LayerGradCam(model, layer).attribute(x, target=target),
+    }
+    timings = measure_interleaved(fns, repeats=repeats, warmup=warmup)
+    med = {k: t.median for k, t in timings.items()}
+    ratios = {
+        "captum Saliency / ours gradient": med["captum Saliency"] / med["ours gradient"],
+        "captum GuidedBackprop / ours": med["captum GuidedBackprop"]
+        / med["ours guided backprop"],
+        "captum NoiseTunnel smoothgrad / ours": med[
+            f"captum NoiseTunnel smoothgrad (n=25, {smooth_images} img)"]
+        / med[f"ours smoothgrad (n=25, {smooth_images} img)"],
+        "captum LayerGradCam / ours gradcam": med["captum LayerGradCam"] / med["ours gradcam"],
+    }
+    return timings, ratios
+
+
 def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repeats: int = 5,
         quick: bool = False, score_images: int | None = None,
         pgc_batch_sizes: tuple[int, ...] | None = None, verbose: bool = False) -> dict:
@@ -233,6 +277,10 @@ def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repea
                              warmup, pgc_batch_sizes)
     sections["Score-CAM"], all_targets = t, all_targets + tg
     info = {**cam_info, **info}
+    captum = _captum(model, layer, x, target, repeats, warmup, min(batch, 16))
+    if captum is not None:
+        sections["captum"] = captum[0]
+        info.update(captum[1])
     if verbose:
         _print(config, sections, all_targets, info)
     return {
@@ -246,7 +294,8 @@ def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repea
 def _print(config, sections, targets, info):
     print("attribution benchmark:", ", ".join(f"{k}={v}" for k, v in config.items()))
     refs = {"gradient CAMs": "forward (autograd)", "guided backprop": "gradient",
-            "Score-CAM": "plain forwards of the distinct masked inputs"}
+            "Score-CAM": "plain forwards of the distinct masked inputs",
+            "captum": "ours gradient"}
     for name, timings in sections.items():
         print(f"\n{name} (median ms, [min-max], x reference)")
         print_table(timings, refs[name])

@@ -2,32 +2,15 @@
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 
+from interpretable import timing as _timing
+from interpretable.timing import Timing
 
-@dataclass
-class Timing:
-    """Seconds per call of one operation: median, min, max over ``repeats`` runs."""
-
-    name: str
-    median: float
-    min: float
-    max: float
-    repeats: int
-    samples: list[float] = field(default_factory=list)
-
-    def as_dict(self) -> dict:
-        return asdict(self)
-
-
-def _sync(device: torch.device | None) -> None:
-    if device is not None and device.type == "cuda":
-        torch.cuda.synchronize(device)
+__all__ = ["Timing", "Target", "measure", "measure_interleaved", "print_table"]
 
 
 def measure(
@@ -38,16 +21,7 @@ def measure(
     device: torch.device | None = None,
 ) -> Timing:
     """Time ``fn()``: ``warmup`` untimed calls, then ``repeats`` timed ones."""
-    for _ in range(warmup):
-        fn()
-    _sync(device)
-    samples = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        _sync(device)
-        samples.append(time.perf_counter() - t0)
-    return Timing(name, statistics.median(samples), min(samples), max(samples), repeats, samples)
+    return _timing.measure(name, fn, repeats=repeats, warmup=warmup, device=device)
 
 
 def measure_interleaved(
@@ -58,22 +32,10 @@ def measure_interleaved(
 ) -> dict[str, Timing]:
     """Time several operations round-robin, so machine noise hits them all alike.
 
-    Ratios between the returned medians are what the benchmarks report.
+    Ratios between the returned medians are what the benchmarks report. The timer is
+    :func:`interpretable.timing.measure_interleaved` (the one the book uses too).
     """
-    for fn in fns.values():
-        for _ in range(warmup):
-            fn()
-    samples: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(repeats):
-        for name, fn in fns.items():
-            _sync(device)
-            t0 = time.perf_counter()
-            fn()
-            _sync(device)
-            samples[name].append(time.perf_counter() - t0)
-    return {
-        k: Timing(k, statistics.median(v), min(v), max(v), repeats, v) for k, v in samples.items()
-    }
+    return _timing.measure_interleaved(fns, repeats=repeats, warmup=warmup, device=device)
 
 
 @dataclass

@@ -12,9 +12,10 @@
      ``steps`` counts intervals; AUC by ``torch.trapezoid`` over the changed fraction (the
      same number as ours when ``step`` divides H*W). Its deletion curve is checked equal to
      ours.
+   - ours with ``optimize=False`` (the model's own forward in the batched chunks), which
+     separates the gain of batching from that of the inference-optimized forward;
 2. The whole suite (AD, AG, AI, insertion, deletion for 4 methods: Grad-CAM, Grad-CAM++,
-   Score-CAM, FastCAM) of :func:`evaluate` on a width-0.25 ResNet-18 (``channels_last=True``
-   and a batch-norm-folded copy as ``score_model``, both options of :func:`evaluate`),
+   Score-CAM, FastCAM) of :func:`evaluate` with its defaults on a width-0.25 ResNet-18,
    measured on ``suite_images`` test images and extrapolated linearly to the 10,000 test
    images (the cost per image does not depend on which images).
 
@@ -26,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import copy
 import statistics
 import time
 from functools import partial
@@ -107,24 +107,13 @@ def _suite_methods():
     return methods
 
 
-def _folded(model):
-    """A copy of ``model`` with batch norm folded into the convolutions (None if untraceable)."""
-    try:
-        from torch.fx.experimental.optimization import fuse
-
-        return fuse(copy.deepcopy(model)).eval()
-    except Exception:  # a model torch.fx cannot trace: score with the model itself
-        return None
-
-
 def _suite(n_images: int, step: int, batch_size: int) -> dict:
     """Time :func:`evaluate` with all metrics and 4 methods on a width-0.25 ResNet-18."""
     torch.manual_seed(0)
     model = itp.models.create("resnet18", width=0.25).eval()
     data = itp.data.cifar100("test")
     methods = _suite_methods()
-    score_model = _folded(model)
-    kw = dict(step=step, progress=False, channels_last=True, score_model=score_model)
+    kw = dict(step=step, progress=False)
     # warm-up on a few images so one-off costs (allocator, kernels) do not count
     evaluate(model, data, methods, n_images=2, batch_size=2, **kw)
     t0, c0 = time.perf_counter(), time.process_time()
@@ -141,9 +130,6 @@ def _suite(n_images: int, step: int, batch_size: int) -> dict:
         "extrapolated_minutes_10000": per_image * TEST_IMAGES / 60,
         "cpu_seconds_measured": cpu,
         "extrapolated_cpu_minutes_10000": cpu / n_images * TEST_IMAGES / 60,
-        "channels_last": True,
-        "score_model": "batch norm folded (torch.fx fuse)" if score_model is not None
-        else "the model",
         "rows": len(table),
     }
 
@@ -194,6 +180,10 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
     def ours():
         results["ours"] = insertion_deletion(model, x, maps, y, step=step, batch_size=batch_size)
 
+    def ours_plain():
+        results["ours_plain"] = insertion_deletion(model, x, maps, y, step=step,
+                                                   batch_size=batch_size, optimize=False)
+
     def loop():
         sl = slice(0, loop_images)
         results["loop"] = per_image_loop(model, x[sl], maps[sl], y[sl], step)
@@ -203,9 +193,32 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         tc.update(x, class_idx=y.tolist())
         results["torchcam"] = tc.summary()
 
-    fns = {"ours (batched)": ours, f"per-image loop ({loop_images} img)": loop}
+    qs = None
+    with contextlib.suppress(ImportError):
+        import quantus
+
+        # Quantus's nearest operation: PixelFlipping, a deletion curve (no insertion) with
+        # softmax probabilities. It flips array elements (one channel of one pixel), and its
+        # step must divide H*W, so it takes ``step`` elements per step: 3x our points per
+        # curve; the per-point ratio below accounts for that. Its "black" is each image's
+        # minimum value; attributions are our maps broadcast over the channels.
+        qs = quantus.PixelFlipping(features_in_step=step, perturb_baseline="black",
+                                   disable_warnings=True)  # curves: its AUC needs np.trapz,
+        # which numpy 2 removed
+        q_points = x[0].numel() // step
+        s_np = prepare_maps(maps, x)[:, None].expand_as(x).numpy()
+        x_np, y_np = x.numpy(), y.numpy()
+
+    def quantus_deletion():
+        results["quantus"] = qs(model=model, x_batch=x_np, y_batch=y_np, a_batch=s_np,
+                                device=str(x.device), batch_size=batch_size, softmax=True)
+
+    fns = {"ours (batched)": ours, "ours, optimize=False": ours_plain,
+           f"per-image loop ({loop_images} img)": loop}
     if tc is not None:
         fns["torchcam DeletionInsertionMetric"] = torchcam
+    if qs is not None:
+        fns["quantus PixelFlipping (deletion only)"] = quantus_deletion
     # process CPU time beside the wall clock: on a machine shared with busy processes the
     # wall clock includes waiting for a core, CPU time (1 thread) is what an idle core needs
     cpu: dict[str, list[float]] = {k: [] for k in fns}
@@ -244,6 +257,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         "loop_seconds_scaled_to_n_images": loop_scaled,
         "cpu_seconds": cpu_med,
         "cpu_loop_over_ours": cpu_loop_scaled / cpu_med["ours (batched)"],
+        "loop_over_ours_unoptimized": loop_scaled / timings["ours, optimize=False"].median,
         "agree_with_loop": agree_loop,
         "notes": [f"per-image loop timed on {loop_images} images and scaled linearly to "
                   f"{n_images} (extrapolation)"],
@@ -258,6 +272,14 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         out["notes"].append("torchcam: one baseline (black) for both curves, so its insertion "
                             "starts from black instead of our blur; both need 2T forwards per "
                             "image (T steps), so about 1x is expected; reported, no target")
+    if qs is not None:
+        q_t = timings["quantus PixelFlipping (deletion only)"].median
+        out["quantus_deletion_only_over_ours_both"] = q_t / ours_t
+        # time per curve point (one model input per image): ours makes 2 * steps of them
+        out["quantus_over_ours_per_curve_point"] = (q_t / q_points) / (ours_t / (2 * steps))
+        out["notes"].append(f"quantus PixelFlipping computes the deletion curve only, {q_points} "
+                            f"points (ours: both curves, {2 * steps} points), with its own "
+                            "black (the image minimum); reported, no target")
     if suite:
         s = _suite(suite_images, 32 if not quick else 256, batch_size=64)
         out["suite"] = s
@@ -291,11 +313,16 @@ def main(argv=None) -> dict:
     print(f"  per-image loop scaled to {c['n_images']} images: "
           f"{out['loop_seconds_scaled_to_n_images']:.2f} s (extrapolated from "
           f"{c['loop_images']} images); results agree: {out['agree_with_loop']}")
-    print(f"  process CPU time: loop / ours {out['cpu_loop_over_ours']:.2f}x")
+    print(f"  process CPU time: loop / ours {out['cpu_loop_over_ours']:.2f}x; batching alone "
+          f"(optimize=False): loop / ours {out['loop_over_ours_unoptimized']:.2f}x")
     if "torchcam_over_ours" in out:
         print(f"  torchcam / ours: {out['torchcam_over_ours']:.2f}x (CPU time "
               f"{out['cpu_torchcam_over_ours']:.2f}x); deletion AUC agrees: "
               f"{out['agree_with_torchcam_deletion']}")
+    if "quantus_deletion_only_over_ours_both" in out:
+        print(f"  quantus PixelFlipping (deletion only) / ours (both curves): "
+              f"{out['quantus_deletion_only_over_ours_both']:.2f}x; per curve point "
+              f"{out['quantus_over_ours_per_curve_point']:.2f}x")
     if "suite" in out:
         s = out["suite"]
         print(f"suite: {len(s['methods'])} methods ({', '.join(s['methods'])}) x "
@@ -303,8 +330,7 @@ def main(argv=None) -> dict:
               f"{s['seconds_measured']:.1f} s for {s['n_images_measured']} images "
               f"-> {s['extrapolated_minutes_10000']:.1f} min for 10,000 (extrapolated); "
               f"CPU time {s['cpu_seconds_measured']:.1f} s -> "
-              f"{s['extrapolated_cpu_minutes_10000']:.1f} CPU-min; channels_last=True, "
-              f"scored by {s['score_model']}")
+              f"{s['extrapolated_cpu_minutes_10000']:.1f} CPU-min")
     for t in targets:
         print(t.line())
     for note in out["notes"]:

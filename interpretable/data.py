@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import zipfile
 from collections.abc import Iterator
 from functools import lru_cache
@@ -18,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 from torch.utils.data import Dataset, Subset
+
+from ._io import atomic_open, atomic_write_text
 
 __all__ = [
     "MEAN",
@@ -119,19 +120,13 @@ def _download(folder: Path) -> Path:
         classes = list(tv.classes)
     path = folder / FILENAME
     _atomic_savez(path, arrays)
-    (folder / "classes.json").write_text(json.dumps({"fine_label_names": classes}))
+    atomic_write_text(folder / "classes.json", json.dumps({"fine_label_names": classes}))
     return path
 
 
 def _atomic_savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz.tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez_compressed(f, **arrays)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 @lru_cache(maxsize=4)

@@ -12,7 +12,6 @@ and replace them (guided backpropagation, SMOE Scale).
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from ._io import atomic_open
+
 __all__ = [
+    "layer_names",
     "ARCHITECTURES",
     "create",
     "cam_layer",
@@ -211,7 +213,8 @@ def scale_layers(model: nn.Module) -> list[nn.Module]:
     ResNet-18 (CIFAR or torchvision): stem ReLU, layer1, layer2, layer3, layer4.
     MobileNetV2 (ours): the stem's ReLU6 (32x32), then the last ReLU6 at 32x32, 16x16 and 8x8
     (the expansion ReLU6 of the first block of the next stage: inverted residual blocks end
-    with a linear projection, whose output may be negative), and the final 1x1 conv (4x4).
+    with a linear projection, whose output may be negative), and the final 1x1 conv block
+    (4x4, conv-BN-ReLU6; the same module as :func:`cam_layer`).
     All are non-negative activations, as SMOE Scale requires.
     """
     if isinstance(model, ResNet18):
@@ -245,7 +248,29 @@ def _mobilenet_scale_layers(model: MobileNetV2) -> list[nn.Module]:
     for r in relus:  # module order = execution order in this architecture
         last_at[sizes[r]] = r
     ends = [last_at[s] for s in sorted(last_at, reverse=True)]
+    final = model.features[-1]
+    if list(final.children())[-1:] == [ends[-1]]:
+        # the final block ends in that ReLU6: name the block itself, the module cam_layer
+        # returns, so a CAM and the saliency can share one hook and one activation
+        ends[-1] = final
     return [relus[0]] + ends
+
+
+def layer_names(model: nn.Module, layers: list[nn.Module] | nn.Module) -> list[str]:
+    """Qualified names (as in ``model.named_modules()``) of ``layers``, e.g. ``"layer4"``.
+
+    Raises ValueError naming the first layer that is not a submodule of ``model``.
+    """
+    layers = [layers] if isinstance(layers, nn.Module) else list(layers)
+    names = {}
+    for name, m in model.named_modules():
+        names.setdefault(id(m), name or type(model).__name__)
+    out = []
+    for i, layer in enumerate(layers):
+        if id(layer) not in names:
+            raise ValueError(f"layers[{i}] ({type(layer).__name__}) is not a submodule of model")
+        out.append(names[id(layer)])
+    return out
 
 
 class CheckpointError(ValueError):
@@ -277,17 +302,8 @@ def save_checkpoint(
     }
     if extra:
         state["extra"] = extra
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_open(path, "wb") as f:
+        torch.save(state, f)
     return path
 
 

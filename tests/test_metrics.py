@@ -227,6 +227,49 @@ def test_channels_last_gives_the_same_numbers():
         torch.testing.assert_close(u, v, atol=1e-4, rtol=0)
 
 
+def test_optimized_forward_matches_the_model_and_follows_weight_changes():
+    torch.manual_seed(0)
+    model = itp.models.create("resnet18", width=0.125).eval()
+    for m in model.modules():  # non-trivial batch-norm statistics, so folding matters
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = normalize(torch.rand(3, 3, 32, 32))
+    maps = torch.rand(3, 8, 8)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = insertion_deletion(model, x, maps, 2, step=256)
+    plain = insertion_deletion(model, x, maps, 2, step=256, optimize=False)
+    for u, v in zip(fast, plain, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=0)
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    # editing a weight in place must not leave a stale optimized copy behind
+    with torch.no_grad():
+        model.fc.weight.mul_(-1)
+    fast = confidence_scores(model, x, maps, 2, return_probs=True)
+    plain = confidence_scores(model, x, maps, 2, return_probs=True, optimize=False)
+    for u, v in zip(fast, plain, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-4, rtol=1e-5)
+
+
+def test_untraceable_model_falls_back_to_its_own_forward(tiny):
+    model, x = tiny
+
+    class Branchy(nn.Module):  # data-dependent control flow: torch.fx cannot trace it
+        def __init__(self):
+            super().__init__()
+            self.net = model
+
+        def forward(self, z):
+            return self.net(z) if bool(z.sum() > -1e9) else -self.net(z)
+
+    maps = torch.rand(3, 16, 16)
+    got = insertion_deletion(Branchy(), x, maps, 1, step=32)
+    want = insertion_deletion(model, x, maps, 1, step=32, optimize=False)
+    for u, v in zip(got, want, strict=True):
+        torch.testing.assert_close(u, v, atol=1e-9, rtol=0)
+
+
 def test_default_step_is_one_row(tiny):
     model, x = tiny
     maps = torch.rand(3, 16, 16)

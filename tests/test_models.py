@@ -45,7 +45,10 @@ def test_mobilenet_v2_shapes(width):
     x = torch.randn(2, 3, 32, 32)
     assert m(x).shape == (2, 10)
     layers = models.scale_layers(m)
-    assert len(layers) == 5 and all(isinstance(m_, nn.ReLU6) for m_ in layers)
+    assert len(layers) == 5 and all(isinstance(m_, nn.ReLU6) for m_ in layers[:-1])
+    # the last one is the final conv-BN-ReLU6 block itself, the module cam_layer returns
+    assert layers[-1] is models.cam_layer(m)
+    assert isinstance(list(layers[-1].children())[-1], nn.ReLU6)
     shapes = _layer_shapes(m, layers, x)
     assert [s[-1] for s in shapes] == [32, 32, 16, 8, 4]
     cam_shape = _layer_shapes(m, [models.cam_layer(m)], x)[0]
@@ -59,6 +62,15 @@ def test_mobilenet_v2_shapes(width):
     for h in hooks:
         h.remove()
     assert all(v >= 0 for v in outs)
+
+
+def test_layer_names():
+    m = models.create("resnet18", width=0.25)
+    assert models.layer_names(m, models.scale_layers(m)) == [
+        "stem", "layer1", "layer2", "layer3", "layer4"]
+    assert models.layer_names(m, m.layer4) == ["layer4"]
+    with pytest.raises(ValueError, match=r"layers\[0\].*not a submodule"):
+        models.layer_names(m, [nn.ReLU()])
 
 
 def test_relus_are_distinct_modules():

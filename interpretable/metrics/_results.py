@@ -6,9 +6,9 @@ import csv
 import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
+
+from .._io import atomic_write_text
 
 __all__ = ["check_suffix", "save", "load", "write_meta", "complete_rows", "as_table", "rows_of"]
 
@@ -22,19 +22,6 @@ def check_suffix(path: Path) -> None:
         raise ValueError(f"out must end in .csv or .json, got {str(path)!r}")
 
 
-def _atomic_write(path: Path, text: str) -> None:
-    """Temp file in the same folder + os.replace: readers never see a half-written file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def _meta_path(path: Path) -> Path:
     return path.with_name(path.name + ".meta.json")
 
@@ -42,7 +29,7 @@ def _meta_path(path: Path) -> Path:
 def write_meta(path: Path, meta: dict) -> None:
     """CSV keeps the run's settings beside it (JSON holds them inside, see :func:`save`)."""
     if path.suffix.lower() == ".csv":
-        _atomic_write(_meta_path(path), json.dumps(meta, indent=1))
+        atomic_write_text(_meta_path(path), json.dumps(meta, indent=1))
 
 
 def _json_value(v):
@@ -58,10 +45,10 @@ def save(path: Path, rows: list[dict], meta: dict) -> None:
         # repr() of a float round-trips exactly, so resuming loses nothing.
         writer.writerows({k: (repr(v) if isinstance(v, float) else v) for k, v in r.items()}
                          for r in rows)
-        _atomic_write(path, buf.getvalue())
+        atomic_write_text(path, buf.getvalue())
     else:
         clean = [{k: _json_value(v) for k, v in r.items()} for r in rows]
-        _atomic_write(path, json.dumps({"meta": meta, "rows": clean}))
+        atomic_write_text(path, json.dumps({"meta": meta, "rows": clean}))
 
 
 def _typed(row: dict) -> dict:

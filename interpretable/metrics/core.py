@@ -20,6 +20,7 @@ Conventions (METHODS.md section 5, with its Decisions):
 
 from __future__ import annotations
 
+import weakref
 from typing import NamedTuple
 
 import torch
@@ -34,6 +35,7 @@ from ..attribution._common import (
     eval_mode,
     resolve_target,
 )
+from ..attribution._inference import inference_forward, weights_key
 from ..data import denormalize, normalize
 
 __all__ = [
@@ -210,18 +212,40 @@ class _Scorer:
     for bit (batch composition can change float rounding). ``channels_last`` feeds the
     chunks in channels-last memory format (faster convolutions on CPU; the model is not
     touched), which a model that ``.view()``-s its raw input does not accept.
+
+    ``optimize`` runs the chunks through an inference-optimized copy of the forward that
+    shares the model's weights (``attribution._inference``: torch.fx trace, batch norm folded
+    into the convolutions, oneDNN weight packing on CPU), built on first use, checked once
+    against the model on one image and dropped (falling back to the model) if it disagrees
+    or the model cannot be traced. It equals the model up to float rounding; hooks
+    registered on the model do not fire in it.
     """
 
-    def __init__(self, model: nn.Module, batch_size: int, channels_last: bool = False):
+    def __init__(self, model: nn.Module, batch_size: int, channels_last: bool = False,
+                 optimize: bool = True):
         check_model(model)
         if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
         self.model, self.batch_size, self.channels_last = model, batch_size, bool(channels_last)
+        self.optimize = bool(optimize)
+
+    def _forward_for(self, chunk: Tensor):
+        fmt = torch.channels_last if self.channels_last else torch.contiguous_format
+        if not self.optimize:
+            return self.model, fmt
+        # One optimized forward per model, kept while the model lives and its weights,
+        # device and requested format stay the same (built once across metric calls).
+        key = (weights_key(self.model), chunk.device, fmt)
+        cached = _FAST_FORWARDS.get(self.model)
+        if cached is None or cached[0] != key:
+            _FAST_FORWARDS.pop(self.model, None)  # free the old copy first
+            cached = (key, *_checked_inference_forward(self.model, chunk, fmt))
+            _FAST_FORWARDS[self.model] = cached
+        return cached[1], cached[2]
 
     def forward(self, chunk: Tensor) -> Tensor:
-        if self.channels_last:
-            chunk = chunk.contiguous(memory_format=torch.channels_last)
-        return self.model(chunk)
+        forward, fmt = self._forward_for(chunk)
+        return forward(chunk.contiguous(memory_format=fmt))
 
     def logits(self, inputs: Tensor) -> Tensor:
         """model(inputs) (N, K), in chunks."""
@@ -231,6 +255,29 @@ class _Scorer:
     def probs(self, inputs: Tensor, classes: Tensor) -> Tensor:
         """softmax(model(inputs))[classes] (N,), in chunks."""
         return _pick(self.logits(inputs), classes)
+
+
+_FAST_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _checked_inference_forward(model: nn.Module, sample: Tensor, fmt: torch.memory_format):
+    """``inference_forward`` of ``model`` if it matches the model on ``sample[:1]``, else the
+    model itself (call in eval mode under no_grad)."""
+    try:
+        fast, fast_fmt = inference_forward(model, sample.device, fmt)
+    except Exception:  # any failure to build it: the plain forward is always correct
+        return model, fmt
+    if fast is model:
+        return model, fmt
+    one = sample[:1]
+    try:
+        ref = model(one.contiguous(memory_format=fmt))
+        got = fast(one.contiguous(memory_format=fast_fmt))
+        ok = (isinstance(got, Tensor) and got.shape == ref.shape
+              and bool(torch.allclose(got, ref, rtol=1e-3, atol=1e-4)))
+    except Exception:
+        ok = False
+    return (fast, fast_fmt) if ok else (model, fmt)
 
 
 def _pick(logits: Tensor, classes: Tensor) -> Tensor:
@@ -272,6 +319,7 @@ def confidence_scores(
     batch_size: int = DEFAULT_BATCH_SIZE,
     return_probs: bool = False,
     channels_last: bool = False,
+    optimize: bool = True,
 ) -> tuple[Tensor, ...]:
     """Per-image Average Drop / Gain / Increase terms, percent (METHODS.md section 5).
 
@@ -286,6 +334,10 @@ def confidence_scores(
         return_probs: also return Y and O.
         channels_last: feed the forwards in channels-last memory format (faster CNNs on CPU;
             not for models that ``.view()`` their input).
+        optimize: run the forwards through an inference-optimized copy of the model's
+            forward (torch.fx, batch norm folded, oneDNN on CPU; same weights, equal up to
+            float rounding, checked once; falls back to the model when it cannot be traced).
+            Hooks on the model do not fire then: pass False if the model's hooks matter.
 
     Returns:
         ``ad, ag, ai``, each (B,) on x's device:
@@ -295,7 +347,7 @@ def confidence_scores(
         so ``ad.mean()``, ``ag.mean()``, ``ai.mean()`` are AD, AG and AI in percent.
         With ``return_probs=True``: ``ad, ag, ai, y, o`` with Y = p_c(x), O = p_c(x_masked).
     """
-    scorer = _Scorer(model, batch_size, channels_last)
+    scorer = _Scorer(model, batch_size, channels_last, optimize)
     with eval_mode(model), torch.no_grad():
         x, logits, classes = _setup(scorer, x, target)
         s = prepare_maps(maps, x)
@@ -395,6 +447,7 @@ def insertion_deletion(
     batch_size: int = DEFAULT_BATCH_SIZE,
     return_curves: bool = False,
     channels_last: bool = False,
+    optimize: bool = True,
 ) -> tuple[Tensor, ...]:
     """Per-image insertion and deletion AUCs x100 (RISE; METHODS.md section 5, Decision).
 
@@ -418,13 +471,13 @@ def insertion_deletion(
         batch_size: images per forward call.
         return_curves: also return :class:`Curves` (fraction (T+1,), insertion and deletion
             (B, T+1) probabilities) for plots.
-        channels_last: as in :func:`confidence_scores`.
+        channels_last, optimize: as in :func:`confidence_scores`.
 
     Returns:
         ``ins, dele`` each (B,) in [0, 100] on x's device (higher insertion and lower deletion
         are better); with ``return_curves=True``: ``ins, dele, curves``.
     """
-    scorer = _Scorer(model, batch_size, channels_last)
+    scorer = _Scorer(model, batch_size, channels_last, optimize)
     check_input(x)
     h, w = x.shape[-2:]
     step = check_step(step, h, w)

@@ -19,7 +19,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -32,6 +31,7 @@ from torch.utils.data import Subset
 
 from interpretable import data as itp_data
 from interpretable import models as itp_models
+from interpretable._io import TEMP_SUFFIX, atomic_write_text
 from interpretable.training.losses import (
     ALIGNMENT_KINDS,
     BN_STATS,
@@ -170,19 +170,6 @@ def _generator(seed: int) -> torch.Generator:
     g = torch.Generator()
     g.manual_seed(seed)
     return g
-
-
-def _atomic_write(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _device(cfg: TrainConfig, local_rank: int) -> torch.device:
@@ -387,11 +374,11 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
 
     if d.main:
         out.mkdir(parents=True, exist_ok=True)
-        for stale in out.glob("*.tmp"):  # temp files of a write interrupted by a kill
+        for stale in out.glob(f"*{TEMP_SUFFIX}"):  # temp files of a write interrupted by a kill
             stale.unlink(missing_ok=True)
-        _atomic_write(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
+        atomic_write_text(out / "config.json", json.dumps(asdict(cfg), indent=2) + "\n")
         # the log is the checkpoint's history: a kill between checkpoint and log loses nothing
-        _atomic_write(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+        atomic_write_text(out / "log.jsonl", "".join(json.dumps(r) + "\n" for r in history))
 
     ddp = model
     if d.world > 1:
@@ -539,5 +526,5 @@ def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, fina
     itp_models.save_checkpoint(final_path, save_model, final_meta)
     summary["weights_dtype"] = weights_dtype
     summary["final"] = str(final_path)
-    _atomic_write(final_path.parent / "summary.json", json.dumps(summary, indent=2) + "\n")
+    atomic_write_text(final_path.parent / "summary.json", json.dumps(summary, indent=2) + "\n")
     return summary
