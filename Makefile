@@ -7,7 +7,7 @@ export SCALE
 # The notebooks and tests run on the shared offline copy when it is there (see README).
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-book book lab bench lint clean
+.PHONY: install test test-unit test-book book lab bench bench-quick lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,7 +21,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 lint: install
-	$(PY) -m ruff check interpretable tests benchmarks
+	$(PY) -m ruff check interpretable tests benchmarks book
 
 test-unit: install
 	$(PY) -m pytest -q tests
@@ -42,6 +42,11 @@ lab: install
 
 bench: install
 	$(PY) -m benchmarks
+
+# CI: every benchmark runs end to end at toy sizes (checks that it runs, not the targets);
+# written outside the repository so the committed full-run results stay as they are.
+bench-quick: install
+	$(PY) -m benchmarks --quick --out $${TMPDIR:-/tmp}/interpretable-bench-quick.json
 
 clean:
 	rm -rf _build .pytest_cache

@@ -71,7 +71,7 @@ def write_json(path: Path, data: dict) -> None:
 
 
 def run(sections=SECTIONS, quick: bool = False, width: float | None = None,
-        batch: int | None = None, repeats: int | None = None) -> dict:
+        batch: int | None = None, repeats: int | None = None, arch: str | None = None) -> dict:
     """Run the chosen sections; returns {"machine", "settings", "sections", "targets"}."""
     results, targets = {}, []
     for name in sections:
@@ -79,6 +79,8 @@ def run(sections=SECTIONS, quick: bool = False, width: float | None = None,
         kwargs = {"quick": quick}
         if width is not None:
             kwargs["width"] = width
+        if arch is not None:
+            kwargs["arch"] = arch
         if repeats is not None:
             kwargs["repeats"] = repeats
         if batch is not None and name in ("attribution", "fastcam", "training"):
@@ -92,7 +94,8 @@ def run(sections=SECTIONS, quick: bool = False, width: float | None = None,
         for t in out.get("targets", []):
             targets.append({"section": name, **t})
         _print_section(name, out)
-    return {"machine": machine_info(), "settings": {"quick": quick, "width": width, "batch": batch,
+    return {"machine": machine_info(), "settings": {"quick": quick, "arch": arch or "resnet18",
+            "width": width, "batch": batch,
             "repeats": repeats, "sections": list(sections)}, "sections": results,
             "targets": targets}
 
@@ -120,6 +123,9 @@ def main(argv: list[str] | None = None) -> int:
                    help="sections to run (default: all)")
     p.add_argument("--quick", action="store_true",
                    help="CI-sized run (about a minute): checks that everything runs, no targets")
+    p.add_argument("--arch", choices=("resnet18", "mobilenet_v2"),
+                   help="model (default resnet18; the metric suite's extrapolation always uses "
+                        "the issue's width-0.25 ResNet-18)")
     p.add_argument("--width", type=float, help="model width (default: each section's, 1.0)")
     p.add_argument("--batch", type=int, help="batch size (default: each section's)")
     p.add_argument("--repeats", type=int, help="timed repetitions per operation (median)")
@@ -130,7 +136,7 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
           f"{os.cpu_count()} cores, {platform.processor() or platform.machine()}")
-    data = run(args.only, args.quick, args.width, args.batch, args.repeats)
+    data = run(args.only, args.quick, args.width, args.batch, args.repeats, args.arch)
     print("\n== targets ==")
     for t in data["targets"]:
         op = ">=" if t.get("at_least") else "<="

@@ -248,7 +248,8 @@ def _captum(model, layer, x, target, repeats, warmup, smooth_images):
 
 def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repeats: int = 5,
         quick: bool = False, score_images: int | None = None,
-        pgc_batch_sizes: tuple[int, ...] | None = None, verbose: bool = False) -> dict:
+        pgc_batch_sizes: tuple[int, ...] | None = None, verbose: bool = False, *,
+        arch: str | None = None) -> dict:
     """Time everything; return {"config", "timings", "targets", "info"} as plain dicts.
 
     ``quick``: a CI-sized run (width 0.125, batch 8, one repeat, one Score-CAM image).
@@ -259,6 +260,7 @@ def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repea
     pgc_batch_sizes = pgc_batch_sizes or ((64,) if quick else (16, 64, 256))
     warmup = 2  # steady state: the optimized forwards are built during the warm-up calls
     torch.manual_seed(0)
+    model_name = arch or model_name
     model = itp.models.create(model_name, width=width).eval()
     layer = itp.models.cam_layer(model)
     x = _inputs(batch)

@@ -44,6 +44,7 @@ FASTCAM_LIMIT = 1.1
 
 
 def run(width: float = 1.0, batch: int = 64, repeats: int = 5, quick: bool = False, *,
+        arch: str = "resnet18",
         smoothgrad_n: int = 25, smoothgrad_repeats: int | None = None,
         threads: int | None = None) -> dict:
     """Run the benchmark; returns config, timings (plain dicts), ratios and targets.
@@ -53,23 +54,23 @@ def run(width: float = 1.0, batch: int = 64, repeats: int = 5, quick: bool = Fal
     intra-op threads for the run (restored after); None keeps the current setting.
     """
     if threads is None:
-        return _run(width, batch, repeats, quick, smoothgrad_n, smoothgrad_repeats)
+        return _run(width, batch, repeats, quick, smoothgrad_n, smoothgrad_repeats, arch)
     before = torch.get_num_threads()
     torch.set_num_threads(threads)
     try:
-        return _run(width, batch, repeats, quick, smoothgrad_n, smoothgrad_repeats)
+        return _run(width, batch, repeats, quick, smoothgrad_n, smoothgrad_repeats, arch)
     finally:
         torch.set_num_threads(before)
 
 
 def _run(width: float, batch: int, repeats: int, quick: bool, smoothgrad_n: int,
-         smoothgrad_repeats: int | None) -> dict:
+         smoothgrad_repeats: int | None, arch: str = "resnet18") -> dict:
     if quick:
         width, batch, repeats = 0.125, 8, 1
     if smoothgrad_repeats is None:
         smoothgrad_repeats = 1 if quick else min(2, repeats)
     torch.manual_seed(0)
-    model = itp.models.create("resnet18", width=width).eval()
+    model = itp.models.create(arch, width=width).eval()
     x, _ = itp.data.cifar100("test").tensors(range(batch))
     target = None  # the predicted class, the same for every method
 
@@ -114,7 +115,7 @@ def _run(width: float, batch: int, repeats: int, quick: bool, smoothgrad_n: int,
     ]
     return {
         "name": "fastcam",
-        "config": {"arch": "resnet18", "width": width, "batch": batch, "repeats": repeats,
+        "config": {"arch": arch, "width": width, "batch": batch, "repeats": repeats,
                    "smoothgrad_n": smoothgrad_n, "smoothgrad_repeats": smoothgrad_repeats,
                    "threads": torch.get_num_threads(), "device": "cpu", "quick": quick},
         "timings": {k: t.as_dict() for k, t in timings.items()},

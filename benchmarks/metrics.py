@@ -136,7 +136,8 @@ def _suite(n_images: int, step: int, batch_size: int) -> dict:
 
 def run(width: float = 1.0, n_images: int = 256, step: int = 32, repeats: int = 3,
         quick: bool = False, *, batch_size: int = 256, loop_images: int | None = None,
-        suite: bool = True, suite_images: int = 500, threads: int | None = None) -> dict:
+        suite: bool = True, suite_images: int = 500, threads: int | None = None,
+        arch: str = "resnet18") -> dict:
     """Run the benchmark; returns timings, targets and the suite timing as plain dicts.
 
     ``quick=True`` (CI): width 0.125, 16 images, step 256, 1 repeat, a 4-image loop and an
@@ -149,12 +150,13 @@ def run(width: float = 1.0, n_images: int = 256, step: int = 32, repeats: int = 
         torch.set_num_threads(threads)
     try:
         return _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite,
-                    suite_images)
+                    suite_images, arch)
     finally:
         torch.set_num_threads(old_threads)
 
 
-def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, suite_images):
+def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, suite_images,
+         arch="resnet18"):
     if quick:
         width, n_images, step, repeats = 0.125, 16, 256, 1
         loop_images, suite_images = 4, 4
@@ -162,7 +164,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         loop_images = min(n_images, 4 if width >= 0.5 else 16)
     loop_images = min(loop_images, n_images)
     torch.manual_seed(0)
-    model = itp.models.create("resnet18", width=width).eval()
+    model = itp.models.create(arch, width=width).eval()
     data = itp.data.cifar100("test")
     x, y = data.tensors(range(n_images))
     maps = torch.rand(n_images, 4, 4)  # the cost does not depend on the map's values
@@ -250,7 +252,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
                       loop_scaled / ours_t, 10.0, at_least=True)]
     out = {
         "name": "metrics",
-        "config": {"width": width, "n_images": n_images, "step": step, "steps": steps,
+        "config": {"arch": arch, "width": width, "n_images": n_images, "step": step, "steps": steps,
                    "repeats": repeats, "batch_size": batch_size, "loop_images": loop_images,
                    "threads": torch.get_num_threads(), "quick": quick},
         "timings": {k: t.as_dict() for k, t in timings.items()},

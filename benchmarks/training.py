@@ -63,18 +63,19 @@ def _ours(model, opt, x, y, lam, **kw):
     return step
 
 
-def run(width: float = 1.0, batch: int = 128, repeats: int = 3, quick: bool = False) -> dict:
+def run(width: float = 1.0, batch: int = 128, repeats: int = 3, quick: bool = False,
+        arch: str = "resnet18") -> dict:
     """Time the steps side by side (interleaved, medians); return timings and targets."""
     if quick:
         width, batch, repeats = min(width, 0.25), min(batch, 32), min(repeats, 2)
     torch.manual_seed(0)
     cl = torch.channels_last
-    base = create("resnet18", width=width).train()
+    base = create(arch, width=width).train()
     naive = base                                           # NCHW float32
-    ours = create("resnet18", width=width).to(memory_format=cl).train()
+    ours = create(arch, width=width).to(memory_format=cl).train()
     ours.load_state_dict(base.state_dict())
     # a model per variant so momentum buffers and BN statistics do not interact
-    models = {k: create("resnet18", width=width).to(memory_format=cl).train()
+    models = {k: create(arch, width=width).to(memory_format=cl).train()
               for k in ("reg", "reg_0.5", "reg_0.25", "reg_bn_batch", "reg_naive")}
     x = torch.randn(batch, 3, 32, 32)
     y = torch.randint(0, 100, (batch,))
@@ -103,7 +104,7 @@ def run(width: float = 1.0, batch: int = 128, repeats: int = 3, quick: bool = Fa
                med["naive_plain_nchw"] / med["plain"], 1.5, at_least=True),
     ]
     return {
-        "setup": {"arch": "resnet18", "width": width, "batch": batch, "repeats": repeats,
+        "setup": {"arch": arch, "width": width, "batch": batch, "repeats": repeats,
                   "threads": torch.get_num_threads()},
         "timings": {k: t.as_dict() for k, t in timings.items()},
         "ms_per_image": {k: 1e3 * v / batch for k, v in med.items()},

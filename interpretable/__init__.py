@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 
 _SUBMODULES = (
     "data", "models", "attribution", "fastcam", "viz", "metrics", "training", "reference",
+    "analysis", "timing", "sanity",
 )
 __all__ = list(_SUBMODULES) + ["__version__", "default_device"]
 

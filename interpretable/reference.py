@@ -17,7 +17,8 @@ from torch import nn
 
 from .models import load_checkpoint, read_checkpoint
 
-__all__ = ["REFERENCE_DIR", "RUNS", "run_dir", "available", "load", "log", "meta"]
+__all__ = ["REFERENCE_DIR", "RUNS", "run_dir", "available", "load", "log", "meta", "describe",
+           "describe_line"]
 
 REFERENCE_DIR = Path(
     os.environ.get("INTERPRETABLE_REFERENCE", Path(__file__).resolve().parent.parent / "reference")
@@ -66,3 +67,75 @@ def log(name: str) -> list[dict[str, Any]]:
     if not path.is_file():
         raise FileNotFoundError(f"reference run {name!r} has no log at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _read_config(folder: Path) -> dict[str, Any]:
+    path = folder / "config.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def describe(name: str) -> dict[str, Any]:
+    """What reference run ``name`` is and how far it got, without loading its weights.
+
+    Reads ``config.json`` (the planned settings) and ``log.jsonl`` (one record per completed
+    epoch); a finished run's ``final.pt`` meta takes precedence, and a run with neither file
+    falls back to its checkpoint. Returns a dict with ``name``, ``arch``, ``width``, ``lam``,
+    ``epochs`` (planned), ``epoch`` (completed), ``finished`` (``final.pt`` exists),
+    ``state`` ("finished" / "in progress"), ``top1``, ``top5`` and ``test_align`` (of the
+    last completed epoch, or None), ``hours`` (wall-clock training time in the log, or None),
+    ``note`` and ``text``, a one-line summary (also :func:`describe_line`).
+    Raises FileNotFoundError if the run has no checkpoint.
+    """
+    ckpt = _checkpoint(name)  # validates the name; a run without weights is not described
+    folder = ckpt.parent
+    finished = ckpt.name == "final.pt"
+    config = _read_config(folder)
+    history = log(name) if (folder / "log.jsonl").is_file() else []
+    meta_: dict[str, Any] = {}
+    if finished or not config or not history:
+        state = read_checkpoint(ckpt)
+        meta_ = state["meta"]
+        history = history or list(meta_.get("history") or state.get("extra", {}).get("history")
+                                  or [])
+        config = config or dict(meta_.get("training") or {})
+    last = history[-1] if history else {}
+
+    def pick(key: str, *sources: dict[str, Any]) -> Any:
+        return next((s[key] for s in sources if s.get(key) is not None), None)
+
+    seconds = [r["seconds"] for r in history if isinstance(r.get("seconds"), (int, float))]
+    info: dict[str, Any] = {
+        "name": name,
+        "arch": pick("arch", meta_, config),
+        "width": pick("width", meta_, config),
+        "lam": pick("lam", config),
+        "epochs": pick("epochs", config),
+        "epoch": pick("epoch", meta_, last),
+        "finished": finished,
+        "state": "finished" if finished else "in progress",
+        "top1": pick("test_acc", meta_, last),
+        "top5": pick("test_top5", meta_, last),
+        "test_align": pick("test_align", meta_, last),
+        "hours": sum(seconds) / 3600 if seconds else None,
+        "note": meta_.get("note", ""),
+    }
+    info["text"] = _line(info)
+    return info
+
+
+def _line(i: dict[str, Any]) -> str:
+    def pct(v: Any) -> str:
+        return f"{v:.2f}%" if isinstance(v, (int, float)) else "not recorded"
+
+    lam = "?" if i["lam"] is None else f"{i['lam']:g}"
+    state = "finished" if i["finished"] else "IN PROGRESS"
+    text = (f"{i['name']}: {i['arch']} width {i['width']}, lambda {lam}, epoch "
+            f"{'?' if i['epoch'] is None else i['epoch']} of "
+            f"{'?' if i['epochs'] is None else i['epochs']} ({state}), "
+            f"test top-1 {pct(i['top1'])}, top-5 {pct(i['top5'])}")
+    return text + (f"  [{i['note']}]" if i["note"] else "")
+
+
+def describe_line(name: str) -> str:
+    """One line about run ``name``: architecture, lambda, epochs done/planned, state, accuracy."""
+    return describe(name)["text"]

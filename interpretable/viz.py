@@ -17,7 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["lovi", "hsv_to_rgb", "heatmap", "overlay", "to_image", "show_grid", "LOVI_ALPHA"]
+__all__ = ["lovi", "hsv_to_rgb", "heatmap", "overlay", "to_image", "show_grid", "LOVI_ALPHA",
+           "signed_rgb", "magnitude"]
 
 #: Weight of the LOVI colours when blended with the image (the reference's ``AlphaBlend``).
 LOVI_ALPHA = 0.75
@@ -348,3 +349,48 @@ def show_grid(images: Any, maps: Any = None, titles: Sequence[str] | None = None
         if titles[c]:
             axes[0, c].set_title(titles[c], fontsize=8)
     return fig
+
+
+# --------------------------------------------------------------------------------------------
+# Pictures of input gradients
+# --------------------------------------------------------------------------------------------
+
+
+def _gradient_batch(g: Any, name: str) -> tuple[Tensor, bool]:
+    g, was_numpy = _as_tensor(g, name)
+    if g.dim() != 4:
+        raise ValueError(f"{name} must be a batch of maps (B, C, H, W), got shape {tuple(g.shape)}")
+    return _float(g), was_numpy
+
+
+def _per_image_quantile(a: Tensor, q: float) -> Tensor:
+    if not 0 < q <= 1:
+        raise ValueError(f"q must be in (0, 1], got {q!r}")
+    # torch.quantile needs float or double; clamp so an all-zero map does not divide by 0
+    return torch.quantile(a.flatten(1).float(), q, dim=1).clamp_min(1e-12).to(a.dtype)
+
+
+def signed_rgb(g: Any, q: float = 0.99):
+    """Colour picture of a signed gradient: (B, 3, H, W) -> (B, H, W, 3) in [0, 1].
+
+    Grey (0.5) is 0; each colour channel gets brighter for positive and darker for negative
+    values, scaled per image so the ``q`` quantile of |g| reaches white or black (larger
+    values are clipped). Returns a tensor, or a numpy array for numpy input.
+    """
+    g, was_numpy = _gradient_batch(g, "g")
+    if g.shape[1] != 3:
+        raise ValueError(f"g must have 3 colour channels, got shape {tuple(g.shape)}")
+    hi = _per_image_quantile(g.abs(), q)
+    return _out((0.5 + 0.5 * g / hi[:, None, None, None]).clamp(0, 1).permute(0, 2, 3, 1),
+                was_numpy)
+
+
+def magnitude(g: Any, q: float = 0.99):
+    """Grey picture of a gradient's size: (B, C, H, W) -> (B, H, W) in [0, 1].
+
+    The largest |g| over the channels at each pixel, divided per image by its ``q`` quantile
+    and clipped at 1. Returns a tensor, or a numpy array for numpy input.
+    """
+    g, was_numpy = _gradient_batch(g, "g")
+    m = g.abs().amax(1)
+    return _out((m / _per_image_quantile(m, q)[:, None, None]).clamp(0, 1), was_numpy)

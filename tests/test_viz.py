@@ -176,3 +176,29 @@ def test_show_grid_builds_a_figure_without_pyplot():
     with pytest.raises(ValueError, match="denormalize=False"):
         show_grid(torch.rand(3, 8, 8, 3))
     assert len(show_grid(torch.rand(2, 8, 8, 3), denormalize=False).axes) == 2
+
+
+def test_signed_rgb_and_magnitude_match_a_numpy_loop():
+    from interpretable.viz import magnitude, signed_rgb
+
+    g = torch.randn(3, 3, 6, 5, generator=torch.Generator().manual_seed(0))
+    g[1] *= 100  # the per-image scale must not matter
+    rgb, mag = signed_rgb(g, q=0.9), magnitude(g, q=0.9)
+    assert rgb.shape == (3, 6, 5, 3) and mag.shape == (3, 6, 5)
+    for i, img in enumerate(g.double().numpy()):
+        hi = np.quantile(np.abs(img), 0.9)
+        ref = np.clip(0.5 + 0.5 * img / hi, 0, 1).transpose(1, 2, 0)
+        np.testing.assert_allclose(rgb[i].numpy(), ref, atol=1e-5)
+        m = np.abs(img).max(0)
+        np.testing.assert_allclose(mag[i].numpy(), np.clip(m / np.quantile(m, 0.9), 0, 1),
+                                   atol=1e-5)
+    assert torch.allclose(rgb[0], signed_rgb(g[:1] * 7, q=0.9)[0], atol=1e-6)
+    zero = torch.zeros(1, 3, 4, 4)
+    assert (signed_rgb(zero) == 0.5).all() and (magnitude(zero) == 0).all()
+    assert isinstance(magnitude(g.numpy()), np.ndarray)
+    with pytest.raises(ValueError, match="3 colour channels"):
+        signed_rgb(torch.zeros(1, 2, 4, 4))
+    with pytest.raises(ValueError, match=r"\(B, C, H, W\)"):
+        magnitude(torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="q must be"):
+        magnitude(g, q=0)
