@@ -137,7 +137,7 @@ def _suite(n_images: int, step: int, batch_size: int) -> dict:
 def run(width: float = 1.0, n_images: int = 256, step: int = 32, repeats: int = 3,
         quick: bool = False, *, batch_size: int = 256, loop_images: int | None = None,
         suite: bool = True, suite_images: int = 500, threads: int | None = None,
-        arch: str = "resnet18") -> dict:
+        arch: str = "resnet18", peer_images: int = 64) -> dict:
     """Run the benchmark; returns timings, targets and the suite timing as plain dicts.
 
     ``quick=True`` (CI): width 0.125, 16 images, step 256, 1 repeat, a 4-image loop and an
@@ -150,19 +150,20 @@ def run(width: float = 1.0, n_images: int = 256, step: int = 32, repeats: int = 
         torch.set_num_threads(threads)
     try:
         return _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite,
-                    suite_images, arch)
+                    suite_images, arch, peer_images)
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, suite_images,
-         arch="resnet18"):
+         arch="resnet18", peer_images=64):
     if quick:
         width, n_images, step, repeats = 0.125, 16, 256, 1
         loop_images, suite_images = 4, 4
     if loop_images is None:
         loop_images = min(n_images, 4 if width >= 0.5 else 16)
     loop_images = min(loop_images, n_images)
+    peer_images = min(peer_images, n_images)
     torch.manual_seed(0)
     model = itp.models.create(arch, width=width).eval()
     data = itp.data.cifar100("test")
@@ -175,9 +176,11 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
     with contextlib.suppress(ImportError):
         from torchcam.metrics import DeletionInsertionMetric
 
-        tc = DeletionInsertionMetric(_FixedMaps(model, maps), soft, steps=steps,
+        tc = DeletionInsertionMetric(_FixedMaps(model, maps[:peer_images]), soft, steps=steps,
                                      baseline=black(x), batch_size=batch_size)
     results: dict = {}
+    tc_key = f"torchcam DeletionInsertionMetric ({peer_images} img)"
+    q_key = f"quantus PixelFlipping, deletion only ({peer_images} img)"
 
     def ours():
         results["ours"] = insertion_deletion(model, x, maps, y, step=step, batch_size=batch_size)
@@ -192,7 +195,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
 
     def torchcam():
         tc.reset()
-        tc.update(x, class_idx=y.tolist())
+        tc.update(x[:peer_images], class_idx=y[:peer_images].tolist())
         results["torchcam"] = tc.summary()
 
     qs = None
@@ -208,8 +211,9 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
                                    disable_warnings=True)  # curves: its AUC needs np.trapz,
         # which numpy 2 removed
         q_points = x[0].numel() // step
-        s_np = prepare_maps(maps, x)[:, None].expand_as(x).numpy()
-        x_np, y_np = x.numpy(), y.numpy()
+        sl = slice(0, peer_images)
+        s_np = prepare_maps(maps[sl], x[sl])[:, None].expand_as(x[sl]).numpy()
+        x_np, y_np = x[sl].numpy(), y[sl].numpy()
 
     def quantus_deletion():
         results["quantus"] = qs(model=model, x_batch=x_np, y_batch=y_np, a_batch=s_np,
@@ -218,9 +222,9 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
     fns = {"ours (batched)": ours, "ours, optimize=False": ours_plain,
            f"per-image loop ({loop_images} img)": loop}
     if tc is not None:
-        fns["torchcam DeletionInsertionMetric"] = torchcam
+        fns[tc_key] = torchcam
     if qs is not None:
-        fns["quantus PixelFlipping (deletion only)"] = quantus_deletion
+        fns[q_key] = quantus_deletion
     # process CPU time beside the wall clock: on a machine shared with busy processes the
     # wall clock includes waiting for a core, CPU time (1 thread) is what an idle core needs
     cpu: dict[str, list[float]] = {k: [] for k in fns}
@@ -254,6 +258,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         "name": "metrics",
         "config": {"arch": arch, "width": width, "n_images": n_images, "step": step, "steps": steps,
                    "repeats": repeats, "batch_size": batch_size, "loop_images": loop_images,
+                   "peer_images": peer_images,
                    "threads": torch.get_num_threads(), "quick": quick},
         "timings": {k: t.as_dict() for k, t in timings.items()},
         "loop_seconds_scaled_to_n_images": loop_scaled,
@@ -261,21 +266,23 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         "cpu_loop_over_ours": cpu_loop_scaled / cpu_med["ours (batched)"],
         "loop_over_ours_unoptimized": loop_scaled / timings["ours, optimize=False"].median,
         "agree_with_loop": agree_loop,
-        "notes": [f"per-image loop timed on {loop_images} images and scaled linearly to "
+        "notes": [f"torchcam and quantus timed on {peer_images} images and scaled linearly to "
+                  f"{n_images} (their cost per image is constant beyond a batch)",
+                  f"per-image loop timed on {loop_images} images and scaled linearly to "
                   f"{n_images} (extrapolation)"],
     }
     if tc is not None:
-        tc_t = timings["torchcam DeletionInsertionMetric"].median
+        tc_t = timings[tc_key].median * n_images / peer_images
         out["torchcam_over_ours"] = tc_t / ours_t
-        out["cpu_torchcam_over_ours"] = (cpu_med["torchcam DeletionInsertionMetric"]
-                                         / cpu_med["ours (batched)"])
+        out["cpu_torchcam_over_ours"] = (cpu_med[tc_key]
+                                         * n_images / peer_images / cpu_med["ours (batched)"])
         out["agree_with_torchcam_deletion"] = abs(
-            results["torchcam"]["deletion_auc"] - dele.mean().item() / 100) < 1e-4
+            results["torchcam"]["deletion_auc"] - dele[:peer_images].mean().item() / 100) < 1e-4
         out["notes"].append("torchcam: one baseline (black) for both curves, so its insertion "
                             "starts from black instead of our blur; both need 2T forwards per "
                             "image (T steps), so about 1x is expected; reported, no target")
     if qs is not None:
-        q_t = timings["quantus PixelFlipping (deletion only)"].median
+        q_t = timings[q_key].median * n_images / peer_images
         out["quantus_deletion_only_over_ours_both"] = q_t / ours_t
         # time per curve point (one model input per image): ours makes 2 * steps of them
         out["quantus_over_ours_per_curve_point"] = (q_t / q_points) / (ours_t / (2 * steps))

@@ -1,8 +1,15 @@
 """interpretable: interpretable gradients by training, CAM methods, FastCAM and their metrics.
 
-Submodules load on first use (``itp.data``, ``itp.models``, ``itp.attribution``,
-``itp.fastcam``, ``itp.viz``, ``itp.metrics``, ``itp.training``), so importing the package
-costs almost nothing beyond torch itself.
+Submodules load on first use, so importing the package costs almost nothing beyond torch:
+
+- ``itp.data``: CIFAR-100 (offline copy or torchvision download), normalization, batches;
+- ``itp.models``: CIFAR ResNet-18 and MobileNet-V2, CAM and scale layers, checkpoints;
+- ``itp.attribution``: gradients, guided backprop, SmoothGrad, the Grad-CAM family, Score-CAM;
+- ``itp.fastcam``: SMOE Scale saliency and FastCAM; ``itp.viz``: LOVI and overlays;
+- ``itp.metrics``: AD, AG, AI, insertion, deletion, accuracy, ``evaluate`` over a dataset;
+- ``itp.training``: the gradient-alignment regularizer and the training loop;
+- ``itp.reference``: the book's reference checkpoints; ``itp.analysis``: per-image map
+  statistics; ``itp.sanity``: model-randomization checks; ``itp.timing``: interleaved timer.
 """
 
 from __future__ import annotations

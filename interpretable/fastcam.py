@@ -446,19 +446,23 @@ class _MapRecorder:
 
     def hook(self, index: int) -> Callable:
         def fn(module: nn.Module, inputs: Any, output: Any) -> None:
-            if not isinstance(output, Tensor) or output.dim() != 4:
-                shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
-                raise ValueError(
-                    f"layers[{index}] ({type(module).__name__}) must output a 4-D activation "
-                    f"(B, K, h, w), got {shape}"
-                )
-            with torch.no_grad():
-                a = output.detach()
-                # the reference applies a ReLU before every statistic (smoe_scale clips itself)
-                if self.statistic is not smoe_scale:
-                    a = a.clamp(min=0)
-                self.maps[index] = self.statistic(a)
+            self.record(index, output)
         return fn
+
+    def record(self, index: int, output: Any) -> None:
+        """Reduce layer ``index``'s output (B, K, h, w) to its raw map (B, h, w)."""
+        if not isinstance(output, Tensor) or output.dim() != 4:
+            shape = tuple(output.shape) if isinstance(output, Tensor) else type(output).__name__
+            raise ValueError(
+                f"layers[{index}] ({type(self.layers[index]).__name__}) must output a 4-D "
+                f"activation (B, K, h, w), got {shape}"
+            )
+        with torch.no_grad():
+            a = output.detach()
+            # the reference applies a ReLU before every statistic (smoe_scale clips itself)
+            if self.statistic is not smoe_scale:
+                a = a.clamp(min=0)
+            self.maps[index] = self.statistic(a)
 
     def result(self) -> list[Tensor]:
         missing = [i for i, m in enumerate(self.maps) if m is None]
@@ -559,6 +563,8 @@ class FastCAM:
 
         cls = GradCAM if cam == "gradcam" else GradCAMPlusPlus
         self.cam = cls(model, cam_layer if cam_layer is not None else default_cam_layer(model))
+        # the CAM's optimized forward (no hooks inside) hands back the SMOE layers' outputs
+        self.cam._taps = tuple(self.layers)
 
     def __call__(self, x: Tensor, target: Any = None, normalize: bool = False,
                  return_parts: bool = False) -> Tensor | tuple[Tensor, Tensor, Tensor]:
@@ -571,6 +577,9 @@ class FastCAM:
         # the CAM's single forward pass (eval mode, its own grad handling) feeds our hooks too
         with scale_maps(self.model, self.layers, self.method) as rec:
             cam = self.cam(x, target, normalize=True)
+            if self.cam.tap_outputs is not None:  # the optimized forward ran: no hook fired
+                for i, out in enumerate(self.cam.tap_outputs):
+                    rec.record(i, out)
             raw = rec.result()
         combined, _ = combine_maps(raw, x.shape[-2:], self.weights, self.norm)
         cam = cam.detach().to(combined.dtype)

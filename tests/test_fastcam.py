@@ -374,3 +374,34 @@ def test_fastcam_cleans_up_after_errors_and_works_in_inference_mode(model, x):
         maps = fc(x, 3)
     torch.testing.assert_close(maps, fc(x, 3))
     assert all(p.requires_grad for p in model.parameters())
+
+
+@pytest.mark.parametrize("arch,width", [("resnet18", 0.125), ("mobilenet_v2", 0.25)])
+def test_fastcam_optimized_forward_hands_back_the_scale_layers(arch, width):
+    """From the second call FastCAM runs the CAM's inference-optimized forward, which has no
+    hooks inside; the SMOE layers' outputs come back from it and give the same maps."""
+    torch.manual_seed(0)
+    model = itp.models.create(arch, width=width).eval()
+    for m in model.modules():  # non-trivial BN statistics, so the folded forward differs
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(3, 3, 32, 32)
+    seen = []
+    user = model.layer1.register_forward_hook(lambda *a: seen.append(1)) \
+        if arch == "resnet18" else None
+    fast = FastCAM(model)
+    plain = FastCAM(model)
+    plain.cam.optimize = False
+    want = plain(x, 1, return_parts=True)
+    for _ in range(3):
+        got = fast(x, 1, return_parts=True)
+    assert fast.cam.tap_outputs is not None and len(fast.cam.tap_outputs) == 5
+    for g, w in zip(got, want, strict=True):
+        torch.testing.assert_close(g, w, atol=2e-4, rtol=0)
+    if user is not None:  # a caller's hook survives the tracing and still fires
+        n = len(seen)
+        model(x)
+        assert len(seen) == n + 1
+        user.remove()
+    assert all(not m._forward_hooks for m in model.modules())

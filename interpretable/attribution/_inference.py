@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import copy
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import torch
 import torch.nn.functional as F
@@ -47,7 +48,8 @@ def _without_hooks(module: nn.Module) -> nn.Module:
 
 def _trace(model: nn.Module) -> torch.fx.GraphModule | None:
     try:
-        gm = torch.fx.symbolic_trace(model)
+        with _hooks_silenced(model):  # the traced graph is hook-free by design
+            gm = torch.fx.symbolic_trace(model)
     except Exception:  # untraceable model: the caller keeps the plain forward
         return None
     modules = dict(gm.named_modules())
@@ -132,42 +134,76 @@ def inference_forward(model: nn.Module, device: torch.device,
 
 
 class _LayerLeafTracer(torch.fx.Tracer):
-    """Keeps ``layer`` as one call in the graph, so its output is a node to cut at."""
+    """Keeps ``layers`` as single calls in the graph, so their outputs are nodes to cut at."""
 
-    def __init__(self, layer: nn.Module):
+    def __init__(self, layers: list[nn.Module]):
         super().__init__()
-        self._layer = layer
+        self._layers = layers
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return m is self._layer or super().is_leaf_module(m, qualname)
+        return any(m is layer for layer in self._layers) or super().is_leaf_module(m, qualname)
 
 
-def split_at_layer(model: nn.Module, layer: nn.Module
-                   ) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule] | None:
-    """Cut ``model`` after the last call of ``layer``: ``pre(x) -> (A, *live)`` and
-    ``post(A, *live) -> logits``, where ``live`` are earlier values still needed after the cut.
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
+               "_forward_hooks_always_called", "_forward_pre_hooks_with_kwargs")
 
-    Both share the model's modules. None if the model cannot be traced or never calls
-    ``layer``.
-    """
-    tracer = _LayerLeafTracer(layer)
+
+@contextmanager
+def _hooks_silenced(model: nn.Module) -> Iterator[None]:
+    """Forward hooks of ``model``'s modules do not fire inside (torch.fx would call them with
+    proxies while tracing); every hook is back in place on exit, also on error."""
+    saved = []
     try:
-        graph = tracer.trace(model)
+        for m in model.modules():
+            for attr in _HOOK_DICTS:
+                hooks = getattr(m, attr, None)
+                if hooks:
+                    saved.append((m, attr, hooks))
+                    setattr(m, attr, type(hooks)())
+        yield
+    finally:
+        for m, attr, hooks in saved:
+            setattr(m, attr, hooks)
+
+
+def split_at_layer(model: nn.Module, layer: nn.Module, taps: list[nn.Module] | tuple = ()
+                   ) -> tuple[torch.fx.GraphModule, torch.fx.GraphModule] | None:
+    """Cut ``model`` after the last call of ``layer``: ``pre(x) -> (A, *live, *tapped)`` and
+    ``post(A, *live) -> logits``, where ``live`` are earlier values still needed after the cut
+    and ``tapped`` the outputs (last call) of the modules ``taps``, which must run before the
+    cut (or be ``layer`` itself).
+
+    Both share the model's modules. None if the model cannot be traced, never calls
+    ``layer`` or a tap, or calls a tap only after the cut.
+    """
+    taps = list(taps)
+    tracer = _LayerLeafTracer([layer, *taps])
+    try:
+        with _hooks_silenced(model):
+            graph = tracer.trace(model)
     except Exception:  # untraceable: the caller keeps the hook-based forward
         return None
-    names = {n for n, m in model.named_modules(remove_duplicate=False) if m is layer}
     nodes = list(graph.nodes)
-    cuts = [i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in names]
-    if not cuts:
+
+    def last_call(module: nn.Module) -> int | None:
+        names = {n for n, m in model.named_modules(remove_duplicate=False) if m is module}
+        calls = [i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in names]
+        return calls[-1] if calls else None
+
+    cut_at = last_call(layer)
+    if cut_at is None:
         return None
-    pre_nodes, post_nodes = nodes[:cuts[-1] + 1], nodes[cuts[-1] + 1:]
+    tap_at = [cut_at if t is layer else last_call(t) for t in taps]
+    if any(i is None or i > cut_at for i in tap_at):
+        return None
+    pre_nodes, post_nodes = nodes[:cut_at + 1], nodes[cut_at + 1:]
     cut, inside = pre_nodes[-1], set(pre_nodes)
     live = [n for n in pre_nodes[:-1] if any(u not in inside for u in n.users)]
 
     pre_graph, env = torch.fx.Graph(), {}
     for n in pre_nodes:
         env[n] = pre_graph.node_copy(n, lambda a: env[a])
-    pre_graph.output((env[cut], *(env[n] for n in live)))
+    pre_graph.output((env[cut], *(env[n] for n in live), *(env[nodes[i]] for i in tap_at)))
 
     post_graph = torch.fx.Graph()
     env = {cut: post_graph.placeholder("activation")}
@@ -178,28 +214,52 @@ def split_at_layer(model: nn.Module, layer: nn.Module
     return torch.fx.GraphModule(model, pre_graph), torch.fx.GraphModule(model, post_graph)
 
 
-def split_forward(model: nn.Module, layer: nn.Module, sample: Tensor
-                  ) -> tuple[Callable, Callable] | None:
-    """``(pre, post)`` for gradient CAMs: ``pre`` is the inference-optimized forward up to
-    ``layer`` (no grad needed there), ``post`` the rest on the model's own modules.
+def split_forward(model: nn.Module, layer: nn.Module, sample: Tensor,
+                  taps: list[nn.Module] | tuple = ()) -> tuple[Callable, Callable] | None:
+    """``(pre, post)`` for gradient CAMs: ``pre(x) -> (A, *live, *tapped)`` is the
+    inference-optimized forward up to ``layer`` (no grad needed there; ``tapped`` are the
+    outputs of ``taps``, see :func:`split_at_layer`), ``post(A, *live)`` the rest on the
+    model's own modules.
 
-    Checked once on ``sample`` (one image) against the model; None if the model cannot be
-    split or the check fails, and the caller keeps the hook-based forward.
+    Checked once on ``sample`` (one image) against the model, logits and tapped outputs;
+    None if the model cannot be split or the check fails, and the caller keeps the
+    hook-based forward.
     """
-    parts = split_at_layer(model, layer)
+    taps = list(taps)
+    parts = split_at_layer(model, layer, taps)
     if parts is None:
         return None
     pre, post = parts
+    n_taps = len(taps)
+    seen: dict[int, Tensor] = {}
+
+    def keep(i):
+        def hook(module, inputs, output):
+            seen[i] = output.detach().clone() if isinstance(output, Tensor) else output
+        return hook
+
     with torch.no_grad():
-        fast, fmt = inference_forward(pre, sample.device)
+        with _hooks_silenced(model):
+            fast, fmt = inference_forward(pre, sample.device)
+        handles = [t.register_forward_hook(keep(i)) for i, t in enumerate(taps)]
         try:
             ref = model(sample)
             outs = fast(sample.contiguous(memory_format=fmt))
-            got = post(*outs)
+            got = post(*outs[:len(outs) - n_taps])
         except Exception:
             return None
-        if not (isinstance(ref, Tensor) and isinstance(got, Tensor) and got.shape == ref.shape
-                and (got - ref).abs().max() <= 1e-4 * ref.abs().max() + 1e-6):
+        finally:
+            for h in handles:
+                h.remove()
+
+        def close(a, b) -> bool:
+            return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape
+                    and bool((a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-6))
+
+        if not close(got, ref):
+            return None
+        if n_taps and not all(close(outs[len(outs) - n_taps + i], seen.get(i))
+                              for i in range(n_taps)):
             return None
 
     def pre_forward(x: Tensor):

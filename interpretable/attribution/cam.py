@@ -101,6 +101,11 @@ class BaseCAM:
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._capture: _Capture | None = None
         self._split: tuple | None = None  # (weights key, (pre, post) or None, calls seen)
+        # Modules whose outputs the optimized forward also returns (FastCAM's SMOE layers,
+        # which hooks cannot see inside it); after a call, their outputs or None if the
+        # model's own forward ran (then the caller's hooks saw them).
+        self._taps: tuple[nn.Module, ...] = ()
+        self.tap_outputs: list[Tensor] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.layer_name!r})"
@@ -170,18 +175,19 @@ class BaseCAM:
         if (not self.optimize or not self.uses_gradients or x.device.type != "cpu"
                 or x.dtype != torch.float32):
             return None
-        key = weights_key(self.model)
+        key = (weights_key(self.model), tuple(id(t) for t in self._taps))
         if self._split is None or self._split[0] != key:
             self._split = (key, None, 0)
         key, built, calls = self._split
         calls += 1
         if built is None and (self.optimize is True or calls == 2):
-            built = split_forward(self.model, self.layer, x[:1])
+            built = split_forward(self.model, self.layer, x[:1], self._taps)
         self._split = (key, built, calls)
         return built
 
     def _forward(self, x: Tensor, tgt: int | Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """One forward pass (and the backward to the layer): A, G (or None), targets (B,)."""
+        self.tap_outputs = None
         split = self._split_forward(x)
         if split is not None:
             return self._forward_split(x, tgt, *split)
@@ -212,6 +218,9 @@ class BaseCAM:
     def _forward_split(self, x: Tensor, tgt, pre, post):
         with torch.no_grad():
             outs = pre(x)
+        if self._taps:
+            n = len(outs) - len(self._taps)
+            outs, self.tap_outputs = outs[:n], list(outs[n:])
         A = outs[0]
         if not isinstance(A, Tensor) or A.dim() != 4:
             got = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__
