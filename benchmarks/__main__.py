@@ -116,6 +116,32 @@ def _print_section(name: str, out: dict) -> None:
     print(f"  ({out['seconds']:.1f} s)")
 
 
+def _merge_partial(path: Path, data: dict, only: list[str], quick: bool) -> dict:
+    """A run of some sections (``--only``) replaces just those in an existing results file
+    of the same kind (full or quick); each section keeps the machine info and settings of
+    the run that produced it."""
+    for name in data["sections"]:
+        data["sections"][name]["machine"] = data["machine"]
+        data["sections"][name]["settings"] = data["settings"]
+    if set(only) == set(SECTIONS) or not path.exists():
+        return data
+    try:
+        old = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return data
+    if old.get("settings", {}).get("quick") != quick:
+        return data
+    sections = {k: v for k, v in old.get("sections", {}).items() if k not in only}
+    sections.update(data["sections"])
+    targets = [t for t in old.get("targets", []) if t.get("section") not in only]
+    targets += data["targets"]
+    order = {name: i for i, name in enumerate(SECTIONS)}
+    targets.sort(key=lambda t: order.get(t.get("section"), len(order)))
+    return {**data, "settings": {**data["settings"], "sections": sorted(sections, key=order.get)},
+            "sections": dict(sorted(sections.items(), key=lambda kv: order.get(kv[0]))),
+            "targets": targets}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -145,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{verdict}  [{t['section']}] {t['name']}: {t['ratio']:.3f} {target}")
     if args.quick:
         print("(quick mode: sizes too small for the targets to mean anything)")
-    write_json(args.out, data)
+    write_json(args.out, _merge_partial(args.out, data, args.only, args.quick))
     print(f"results written to {args.out}")
     return 0
 
