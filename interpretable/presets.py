@@ -9,9 +9,11 @@ explicitly on the command line override it.
 - ``cpu``: what this 2-core CPU trains in reasonable time: ResNet-18 at width 0.25 and
   MobileNet-V2 at width 0.5, 20 epochs, a one-cycle schedule (linear warm-up over 3 epochs,
   then linear decay to 0), nesterov momentum and label smoothing 0.1; lr 0.1, weight decay
-  5e-4, batch 128 as in the paper. Measured on the quiet machine (issue 6 calibration): about
-  50 s (plain) / 110 s (regularized) per ResNet-18 epoch and 65 s / 125 s per MobileNet-V2
-  epoch, so the four reference runs (both nets, lambda 0 and 7.5e-3) take about two hours.
+  5e-4, batch 128 as in the paper. Measured on the quiet 2-core machine (batch 128, one
+  thread per run, two runs side by side): 3.5 / 7.8 ms per image for a plain / regularized
+  ResNet-18 step and 4.8 / 10.0 ms for MobileNet-V2, i.e. about 3 / 6.5 / 4 / 8.3 minutes per
+  epoch plus ~20 s of evaluation, so the four reference runs (both nets, lambda 0 and
+  7.5e-3) take about 7.5 core-hours: 3.5-4 hours in two lanes.
   It trades accuracy against the paper (10x fewer epochs, narrower nets, label smoothing, a
   different schedule) but keeps the objective exactly: same lambda, same alignment loss,
   every sample regularized (``reg_fraction`` 1).

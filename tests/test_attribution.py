@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from _models import randomize_bn
 from torch import nn
 
 import interpretable as itp
@@ -24,29 +25,6 @@ from interpretable.attribution import (
 )
 
 
-def _randomize_bn(model: nn.Module) -> nn.Module:
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=g) + 0.5
-            m.bias.data = 0.2 * torch.randn(n, generator=g)
-            m.running_mean.data = 0.2 * torch.randn(n, generator=g)
-            m.running_var.data = torch.rand(n, generator=g) + 0.5
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def r18():
-    torch.manual_seed(0)
-    return _randomize_bn(itp.models.create("resnet18", width=0.25))
-
-
-@pytest.fixture(scope="module")
-def images(test_set):
-    return torch.stack([test_set[i][0] for i in range(4)])
-
-
 def _close(a, b, rtol=1e-4):
     """Agreement relative to the attribution's scale (gradients can be tiny)."""
     return (a - b).abs().max() <= rtol * b.abs().max() + 1e-12
@@ -56,10 +34,10 @@ def _close(a, b, rtol=1e-4):
 def _models():
     torch.manual_seed(0)
     return {
-        "cifar_resnet18": (_randomize_bn(itp.models.create("resnet18", width=0.25)), 32),
+        "cifar_resnet18": (randomize_bn(itp.models.create("resnet18", width=0.25)), 32),
         # BasicBlock calls its single ReLU module twice per forward
         "torchvision_resnet18": (
-            _randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10)), 64),
+            randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10)), 64),
     }
 
 
@@ -109,7 +87,7 @@ def _swap_relu6(module: nn.Module) -> None:
 
 def test_guided_relu6_mobilenet_v2_against_reference(images):
     torch.manual_seed(0)
-    model = _randomize_bn(itp.models.create("mobilenet_v2", width=0.25))
+    model = randomize_bn(itp.models.create("mobilenet_v2", width=0.25))
     target = torch.tensor([0, 1, 2, 3])
     ref_model = copy.deepcopy(model)
     _swap_relu6(ref_model)

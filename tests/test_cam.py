@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 import torch
 import torchvision
+from _models import randomize_bn
 from torch import nn
 
 import interpretable as itp
@@ -33,34 +34,12 @@ GRAD_CAMS = (GradCAM, GradCAMPlusPlus, XGradCAM, LayerCAM)
 ALL_CAMS = GRAD_CAMS + (ScoreCAM,)
 
 
-def _randomize_bn(model: nn.Module) -> nn.Module:
-    """Random BN statistics/affines: a freshly initialised net has near-degenerate maps."""
-    g = torch.Generator().manual_seed(1)
-    for m in model.modules():
-        if isinstance(m, nn.BatchNorm2d):
-            n = m.num_features
-            m.weight.data = torch.rand(n, generator=g) + 0.5
-            m.bias.data = 0.2 * torch.randn(n, generator=g)
-            m.running_mean.data = 0.2 * torch.randn(n, generator=g)
-            m.running_var.data = torch.rand(n, generator=g) + 0.5
-    return model.eval()
-
-
-@pytest.fixture(scope="module")
-def r18():
-    torch.manual_seed(0)
-    return _randomize_bn(itp.models.create("resnet18", width=0.25))
-
-
-@pytest.fixture(scope="module")
-def images(test_set):
-    return torch.stack([test_set[i][0] for i in range(4)])
 
 
 @pytest.fixture(scope="module")
 def tv_r18():
     torch.manual_seed(0)
-    return _randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10))
+    return randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10))
 
 
 def _peer(name: str, model, layer, x, target, batch_size=None):
@@ -115,7 +94,7 @@ def test_gradcam_matches_torchcam(r18, images):
 
 def test_mobilenet_v2_relu6_layer(images):
     torch.manual_seed(0)
-    model = _randomize_bn(itp.models.create("mobilenet_v2", width=0.25))
+    model = randomize_bn(itp.models.create("mobilenet_v2", width=0.25))
     target = torch.tensor([5, 6, 7, 8])
     ours = GradCAM(model)(images, target, normalize=True)
     theirs = _peer("GradCAM", model, itp.models.cam_layer(model), images, target)
@@ -407,9 +386,9 @@ def test_base_cam_is_the_shared_mechanism():
 def _inference_models():
     torch.manual_seed(0)
     return [
-        (_randomize_bn(itp.models.create("resnet18", width=0.25)), 32),
-        (_randomize_bn(itp.models.create("mobilenet_v2", width=0.25)), 32),
-        (_randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10)), 64),
+        (randomize_bn(itp.models.create("resnet18", width=0.25)), 32),
+        (randomize_bn(itp.models.create("mobilenet_v2", width=0.25)), 32),
+        (randomize_bn(torchvision.models.resnet18(weights=None, num_classes=10)), 64),
     ]
 
 
@@ -479,7 +458,7 @@ def test_gradient_cams_optimized_forward_equals_hook_path(arch, layer_name, size
     torch.manual_seed(0)
     model = (torchvision.models.resnet18(weights=None, num_classes=10) if arch == "tv_resnet18"
              else itp.models.create(arch, width=0.25))
-    model = _randomize_bn(model)
+    model = randomize_bn(model)
     layer = model.get_submodule(layer_name)  # tv layer2.0.relu runs twice: the last call
     x = torch.randn(2, 3, size, size)
     target = torch.tensor([1, 2])
