@@ -113,6 +113,11 @@ def _print_section(name: str, out: dict) -> None:
         for k, t in flat.items():
             print(f"  {k:<{width}}  {t['median'] * 1e3:10.2f} ms  "
                   f"[{t['min'] * 1e3:.2f}-{t['max'] * 1e3:.2f}]")
+    # rooflines: GFLOP/s of the forwards/steps beside the machine's float32 matmul peak
+    roof = {**out.get("roofline", {}),
+            **{k: v for k, v in out.get("info", {}).items() if "gflop" in k}}
+    if roof:
+        print("  roofline: " + ", ".join(f"{k} {v:.3g}" for k, v in roof.items()))
     print(f"  ({out['seconds']:.1f} s)")
 
 

@@ -23,7 +23,10 @@ inference-optimized forwards on the second call; the one-time build cost is prin
   nor pytorch-grad-cam's per image depends on how many images there are beyond the first
   chunk): ours vs the plain forwards of the distinct masked inputs it must make (the floor),
   and vs pytorch-grad-cam at its best batch size, with the same upsampling convention as the
-  peer (``align_corners=True``) so the maps are the same (the maximum difference is printed).
+  peer (``align_corners=True``) so the maps are the same (the maximum difference is printed);
+- the same Score-CAM comparison on the trained reference ResNet-18 (``reference/``, width
+  0.25) when it is there, reported without a target: a random network has almost no constant
+  or duplicate channels, a trained one has many, and those share forwards.
 """
 
 from __future__ import annotations
@@ -48,8 +51,9 @@ from interpretable.attribution import (
     smoothgrad,
 )
 from interpretable.attribution._inference import inference_forward, split_forward
+from interpretable.attribution.score_cam import _distinct_maps
 
-from .common import Target, measure_interleaved, print_table
+from .common import Target, count_flops, matmul_gflops, measure_interleaved, print_table
 
 __all__ = ["run", "main"]
 
@@ -150,11 +154,14 @@ def _distinct_masked_inputs(cam: ScoreCAM, x, target):
         A, _, _ = cam._forward(x, target)
         flat = A.flatten(2)
         const = flat.amax(2) == flat.amin(2)
-        masks = cam.masks(A, tuple(x.shape[-2:]))  # (B, K, H, W)
-        inputs = (x[:, None] * masks[:, :, None])[~const]
+        pairs = (~const).flatten().nonzero()[:, 0]
+        distinct, _ = _distinct_maps(flat.flatten(0, 1), pairs, A.shape[1])
+        masks = cam.masks(A, tuple(x.shape[-2:])).flatten(0, 1)[distinct]  # (N, H, W)
+        b = torch.div(distinct, A.shape[1], rounding_mode="floor")
+        inputs = x[b] * masks[:, None]
         if const.any():
             inputs = torch.cat([inputs, torch.zeros_like(x[:1])])
-    return inputs, int(const.sum()), const.numel()
+    return inputs, int(const.sum()), const.numel(), int(pairs.numel() - distinct.numel())
 
 
 def _chunked(forward, inputs, batch_size, fmt=torch.contiguous_format):
@@ -167,7 +174,7 @@ def _chunked(forward, inputs, batch_size, fmt=torch.contiguous_format):
 
 def _score_cam(model, layer, x, target, repeats, warmup, pgc_batch_sizes):
     cam = ScoreCAM(model, layer, align_corners=True)  # the peer's mask upsampling
-    inputs, n_const, n_pairs = _distinct_masked_inputs(cam, x, target)
+    inputs, n_const, n_pairs, n_dup = _distinct_masked_inputs(cam, x, target)
     t0 = time.perf_counter()
     with itp.attribution.eval_mode(model):
         fast, fast_fmt = inference_forward(model, x.device, cam._format(x.device))
@@ -198,13 +205,35 @@ def _score_cam(model, layer, x, target, repeats, warmup, pgc_batch_sizes):
         "score_cam_masked_forwards": int(inputs.shape[0]),
         "score_cam_pairs": n_pairs,
         "score_cam_constant_channels": n_const,
+        "score_cam_duplicate_channels": n_dup,
         "score_cam_pgc_best_batch": best_bs,
         "score_cam_max_map_difference_vs_pgc": float((ours_maps - peer_maps).abs().max()),
         "score_cam_overhead_vs_optimized_forwards":
             ours / timings["optimized forwards of the same inputs"].median,
         "score_cam_optimized_forward_build_seconds": build,
     }
+    # roofline: each side's forwards in GFLOP/s (the peer runs one forward per channel)
+    flop = count_flops(lambda: model(x[:1]))
+    info.update({
+        "score_cam_matmul_peak_gflops": matmul_gflops()["median"],
+        "score_cam_ours_gflops": inputs.shape[0] * flop / ours / 1e9,
+        "score_cam_pgc_gflops": n_pairs * flop / best / 1e9,
+        "score_cam_needed_for_1.3x_gflops": inputs.shape[0] * flop / (best / 1.3) / 1e9,
+    })
     return timings, targets, info
+
+
+#: images for the trained-reference Score-CAM section (width 0.25: 128 channels each)
+TRAINED_IMAGES = 16
+
+
+def _trained_reference(arch: str):
+    """(model, name) of the finished reference baseline of ``arch``, or None."""
+    name = f"{arch}_baseline"
+    if not (itp.reference.run_dir(name) / "final.pt").is_file():  # finished runs only
+        return None
+    model, _ = itp.reference.load(name)
+    return model.eval(), name
 
 
 def _captum(model, layer, x, target, repeats, warmup, smooth_images):
@@ -285,6 +314,15 @@ def run(model_name: str = "resnet18", width: float = 1.0, batch: int = 64, repea
                              warmup, pgc_batch_sizes)
     sections["Score-CAM"], all_targets = t, all_targets + tg
     info = {**cam_info, **info}
+    trained = None if quick else _trained_reference(model_name)
+    if trained is not None:
+        t_model, t_name = trained
+        t, tg, t_info = _score_cam(t_model, itp.models.cam_layer(t_model), x[:TRAINED_IMAGES],
+                                   target[:TRAINED_IMAGES], repeats, warmup, pgc_batch_sizes)
+        sections[f"Score-CAM, trained {t_name}"] = t
+        info.update({f"trained_{k}": v for k, v in t_info.items()})
+        for tgt in tg:  # reported: the issue's targets are about the random width-1 network
+            info[f"trained {tgt.name}"] = tgt.ratio
     captum = _captum(model, layer, x, target, repeats, warmup, min(batch, 16))
     if captum is not None:
         sections["captum"] = captum[0]
@@ -306,7 +344,7 @@ def _print(config, sections, targets, info):
             "captum": "ours gradient"}
     for name, timings in sections.items():
         print(f"\n{name} (median ms, [min-max], x reference)")
-        print_table(timings, refs[name])
+        print_table(timings, refs[name.split(",")[0]])
     print()
     for k, v in info.items():
         print(f"  {k}: {v:.4g}" if isinstance(v, float) else f"  {k}: {v}")

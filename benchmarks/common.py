@@ -10,7 +10,8 @@ import torch
 from interpretable import timing as _timing
 from interpretable.timing import Timing
 
-__all__ = ["Timing", "Target", "measure", "measure_interleaved", "print_table"]
+__all__ = ["Timing", "Target", "measure", "measure_interleaved", "print_table",
+           "matmul_gflops", "count_flops"]
 
 
 def measure(
@@ -68,3 +69,28 @@ def print_table(timings: dict[str, Timing], reference: str | None = None) -> Non
         extra = f"  x{t.median / ref:6.2f}" if ref else ""
         spread = f"[{t.min * 1e3:.2f}-{t.max * 1e3:.2f}]"
         print(f"  {k:<{width}}  {t.median * 1e3:9.2f} ms  {spread}{extra}")
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 9) -> dict[str, float]:
+    """The machine's practical float32 peak: GFLOP/s of an ``n x n`` matmul on the CPU
+    (median and best of ``repeats``), with the current torch thread count.
+
+    A roofline for the other numbers: a convolutional network's forward cannot run its
+    convolutions faster than the same machine multiplies large dense matrices."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    t = measure("matmul", lambda: a @ b, repeats=repeats, warmup=0)
+    flop = 2.0 * n ** 3
+    return {"n": n, "median": flop / t.median / 1e9, "best": flop / t.min / 1e9,
+            "threads": torch.get_num_threads()}
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs that ``fn()`` spends in convolutions and matrix products (torch's
+    ``FlopCounterMode``: multiply-adds count 2; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())

@@ -34,7 +34,14 @@ from functools import partial
 import torch
 
 import interpretable as itp
-from benchmarks.common import Target, Timing, measure_interleaved, print_table
+from benchmarks.common import (
+    Target,
+    Timing,
+    count_flops,
+    matmul_gflops,
+    measure_interleaved,
+    print_table,
+)
 from interpretable.metrics import evaluate, insertion_deletion
 from interpretable.metrics.core import auc, black, blur_substrate, prepare_maps
 
@@ -289,6 +296,19 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
         out["notes"].append(f"quantus PixelFlipping computes the deletion curve only, {q_points} "
                             f"points (ours: both curves, {2 * steps} points), with its own "
                             "black (the image minimum); reported, no target")
+    # roofline: the speed at which each side runs its forwards, against the matmul peak
+    flop_img = count_flops(lambda: model(x[:1]))
+    peak = matmul_gflops()
+    ours_flop = n_images * 2 * steps * flop_img
+    out["roofline"] = {
+        "forward_gflop_per_image": flop_img / 1e9,
+        "matmul_peak_gflops": peak["median"],
+        "ours_gflops": ours_flop / ours_t / 1e9,
+        "loop_gflops": n_images * 2 * (steps + 1) * flop_img / loop_scaled / 1e9,
+        "needed_for_10x_gflops": ours_flop / (loop_scaled / 10) / 1e9,
+    }
+    out["roofline"]["needed_for_10x_over_peak"] = (out["roofline"]["needed_for_10x_gflops"]
+                                                   / peak["median"])
     if suite:
         s = _suite(suite_images, 32 if not quick else 256, batch_size=64)
         out["suite"] = s
@@ -332,6 +352,11 @@ def main(argv=None) -> dict:
         print(f"  quantus PixelFlipping (deletion only) / ours (both curves): "
               f"{out['quantus_deletion_only_over_ours_both']:.2f}x; per curve point "
               f"{out['quantus_over_ours_per_curve_point']:.2f}x")
+    r = out["roofline"]
+    print(f"  roofline: ours runs its forwards at {r['ours_gflops']:.0f} GFLOP/s, the loop at "
+          f"{r['loop_gflops']:.0f}; float32 matmul peak here {r['matmul_peak_gflops']:.0f}; "
+          f"10x the loop would need {r['needed_for_10x_gflops']:.0f} GFLOP/s "
+          f"({r['needed_for_10x_over_peak']:.2f}x the peak)")
     if "suite" in out:
         s = out["suite"]
         print(f"suite: {len(s['methods'])} methods ({', '.join(s['methods'])}) x "

@@ -17,7 +17,7 @@ import argparse
 import torch
 import torch.nn.functional as F
 
-from benchmarks.common import Target, measure_interleaved, print_table
+from benchmarks.common import Target, count_flops, matmul_gflops, measure_interleaved, print_table
 from interpretable.attribution.relu_rules import switchable_relus
 from interpretable.models import create
 from interpretable.training import regularized_loss
@@ -103,7 +103,13 @@ def run(width: float = 1.0, batch: int = 128, repeats: int = 3, quick: bool = Fa
         Target("straightforward NCHW fp32 plain step / our plain step",
                med["naive_plain_nchw"] / med["plain"], 1.5, at_least=True),
     ]
+    flop = count_flops(fns["naive_plain_nchw"])  # forward + backward convolutions, one step
+    roofline = {"step_gflop": flop / 1e9, "matmul_peak_gflops": matmul_gflops()["median"],
+                "naive_plain_gflops": flop / med["naive_plain_nchw"] / 1e9,
+                "plain_gflops": flop / med["plain"] / 1e9,
+                "needed_for_1.5x_gflops": flop / (med["naive_plain_nchw"] / 1.5) / 1e9}
     return {
+        "roofline": roofline,
         "setup": {"arch": arch, "width": width, "batch": batch, "repeats": repeats,
                   "threads": torch.get_num_threads()},
         "timings": {k: t.as_dict() for k, t in timings.items()},
@@ -131,6 +137,10 @@ def main(argv=None) -> None:
     print_table(res["_timings"], reference="plain")
     for k, v in res["ms_per_image"].items():
         print(f"  {k:<18} {v:8.2f} ms/image")
+    r = res["roofline"]
+    print(f"  roofline: plain step {r['plain_gflops']:.0f} GFLOP/s, naive "
+          f"{r['naive_plain_gflops']:.0f}; 1.5x the naive step needs "
+          f"{r['needed_for_1.5x_gflops']:.0f}; float32 matmul peak {r['matmul_peak_gflops']:.0f}")
     for t in res["_targets"]:
         print(t.line())
 

@@ -206,6 +206,34 @@ def test_scorecam_constant_channels_share_one_forward():
     assert rows[0] == 2 and sum(rows[1:]) == 2 * 3 + 1
 
 
+def test_scorecam_channels_with_equal_normalized_maps_share_one_forward():
+    torch.manual_seed(0)
+    net = TinyNet(k=6).eval()
+    with torch.no_grad():  # channel 1 = 2 x channel 0 and channel 3 = 0.5 x channel 2 after
+        net.conv.weight[1] = 2 * net.conv.weight[0]  # the ReLU: equal normalized maps
+        net.conv.bias[1] = 2 * net.conv.bias[0]
+        net.conv.weight[3] = 0.5 * net.conv.weight[2]
+        net.conv.bias[3] = 0.5 * net.conv.bias[2]
+    x = torch.randn(3, 3, 8, 8)
+    target = torch.tensor([0, 3, 1])
+    rows = []
+    h = net.register_forward_hook(lambda m, i, o: rows.append(i[0].shape[0]))
+    try:
+        got = ScoreCAM(net, net.relu, batch_size=5, optimize=False)(x, target)
+    finally:
+        h.remove()
+    assert rows[0] == 3 and sum(rows[1:]) == 3 * 4  # 6 channels, 4 distinct maps per image
+    with torch.no_grad():  # the per-channel loop, every channel its own forward
+        A = torch.relu(net.conv(x))
+        ref = torch.zeros(3, 8, 8)
+        for b in range(3):
+            a = A[b].flatten(1)
+            m = (a - a.amin(1, keepdim=True)) / (a.amax(1, keepdim=True) - a.amin(1, keepdim=True))
+            s = torch.stack([net(x[b:b + 1] * m[k].view(8, 8))[0, target[b]] for k in range(6)])
+            ref[b] = torch.relu((torch.softmax(s, 0)[:, None, None] * A[b]).sum(0))
+    assert torch.allclose(got, ref, atol=1e-6)
+
+
 def test_batch_equals_single_images(r18, images):
     # (Score-CAM's batching is checked against a per-image loop on the tiny model below)
     target = torch.tensor([3, 17, 42, 99])
@@ -499,3 +527,45 @@ def test_optimize_auto_builds_on_second_call_and_follows_weights(r18, images):
     assert torch.allclose(got, want, atol=1e-4 * want.abs().max())
     with pytest.raises(ValueError, match="optimize"):
         GradCAM(model, optimize="yes")
+
+
+def test_split_traces_through_container_layers():
+    """The cut layer and the taps are traced through, not kept as opaque calls: their convs
+    and BatchNorms are in the graph, where the inference passes can fold and pack them."""
+    from interpretable.attribution._inference import split_at_layer
+
+    model = itp.models.create("resnet18", width=0.125).eval()
+    pre, post = split_at_layer(model, model.layer4, [model.stem, model.layer2])
+    called = {n.target for n in pre.graph.nodes if n.op == "call_module"}
+    assert not called & {"layer4", "stem", "layer2"}
+    assert "layer4.1.conv2" in called and "layer2.0.bn1" in called
+    x = torch.randn(2, 3, 32, 32)
+    seen = {}
+    hooks = [m.register_forward_hook(lambda m, i, o, k=k: seen.__setitem__(k, o))
+             for k, m in (("A", model.layer4), ("stem", model.stem), ("l2", model.layer2))]
+    try:
+        with torch.no_grad():
+            ref = model(x)
+            A, *rest = pre(x)
+            logits = post(A, *rest[:len(rest) - 2])
+    finally:
+        for h in hooks:
+            h.remove()
+    assert torch.allclose(A, seen["A"]) and torch.allclose(logits, ref, atol=1e-6)
+    assert torch.allclose(rest[-2], seen["stem"]) and torch.allclose(rest[-1], seen["l2"])
+
+    class PairOut(nn.Module):  # a layer whose output is not one tensor: no cut, no error
+        def forward(self, x):
+            return x, x
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.pair = PairOut()
+            self.conv = nn.Conv2d(3, 4, 3)
+
+        def forward(self, x):
+            return self.conv(self.pair(x)[0]).mean((2, 3))
+
+    net = Net()
+    assert split_at_layer(net, net.pair) is None

@@ -133,15 +133,24 @@ def inference_forward(model: nn.Module, device: torch.device,
         return _fold(gm, memory_format), memory_format
 
 
-class _LayerLeafTracer(torch.fx.Tracer):
-    """Keeps ``layers`` as single calls in the graph, so their outputs are nodes to cut at."""
+class _LayerOutputTracer(torch.fx.Tracer):
+    """Traces through every module (so the whole graph can be optimized) and records the
+    graph node that each of ``layers`` returned, at its last call."""
 
     def __init__(self, layers: list[nn.Module]):
         super().__init__()
         self._layers = layers
+        self.outputs: dict[int, torch.fx.Node] = {}
 
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return any(m is layer for layer in self._layers) or super().is_leaf_module(m, qualname)
+    def call_module(self, m: nn.Module, forward, args, kwargs):
+        out = super().call_module(m, forward, args, kwargs)
+        for i, layer in enumerate(self._layers):
+            if m is layer:
+                if isinstance(out, torch.fx.Proxy):
+                    self.outputs[i] = out.node
+                else:  # not a single tensor: cannot cut there
+                    self.outputs.pop(i, None)
+        return out
 
 
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_forward_hooks_with_kwargs",
@@ -177,24 +186,21 @@ def split_at_layer(model: nn.Module, layer: nn.Module, taps: list[nn.Module] | t
     ``layer`` or a tap, or calls a tap only after the cut.
     """
     taps = list(taps)
-    tracer = _LayerLeafTracer([layer, *taps])
+    tracer = _LayerOutputTracer([layer, *taps])
     try:
         with _hooks_silenced(model):
             graph = tracer.trace(model)
     except Exception:  # untraceable: the caller keeps the hook-based forward
         return None
     nodes = list(graph.nodes)
-
-    def last_call(module: nn.Module) -> int | None:
-        names = {n for n, m in model.named_modules(remove_duplicate=False) if m is module}
-        calls = [i for i, n in enumerate(nodes) if n.op == "call_module" and n.target in names]
-        return calls[-1] if calls else None
-
-    cut_at = last_call(layer)
-    if cut_at is None:
+    index = {n: i for i, n in enumerate(nodes)}
+    found = [tracer.outputs.get(i) for i in range(1 + len(taps))]
+    # a layer that returns its input unchanged (or was never called) has no node to cut at
+    if any(n is None or n.op == "placeholder" for n in found):
         return None
-    tap_at = [cut_at if t is layer else last_call(t) for t in taps]
-    if any(i is None or i > cut_at for i in tap_at):
+    cut_at = index[found[0]]
+    tap_at = [index[n] for n in found[1:]]
+    if any(i > cut_at for i in tap_at):
         return None
     pre_nodes, post_nodes = nodes[:cut_at + 1], nodes[cut_at + 1:]
     cut, inside = pre_nodes[-1], set(pre_nodes)

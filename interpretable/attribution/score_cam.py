@@ -12,6 +12,10 @@ How the forwards run (the cost is one forward per channel, everything else is sm
   images, so chunks stay full whatever the number of channels;
 - every constant channel of every image has the same masked input, x * 0 = 0, so all of
   them share a single forward (one more row in a chunk);
+- channels of one image whose low-resolution maps are equal after min-max normalization
+  (e.g. two channels active at the same single location, common in trained networks) have the
+  same mask up to float rounding, since upsampling and normalization commute with
+  ``a -> alpha a + beta`` (alpha > 0): they share one forward too;
 - the masked inputs go through an inference-optimized forward of the model (``optimize``,
   see :mod:`._inference`: conv+BN folded, on CPU oneDNN's packed weights and blocked memory
   format, elsewhere the weights in the chosen ``memory_format``), built once and kept while
@@ -114,7 +118,8 @@ class ScoreCAM(BaseCAM):
         size = tuple(x.shape[-2:])
         flat = A.flatten(2)
         const = flat.amax(dim=2) == flat.amin(dim=2)  # (B, K)
-        pairs = (~const).flatten().nonzero()[:, 0]  # distinct masked inputs, flat b*K + k
+        pairs = (~const).flatten().nonzero()[:, 0]  # non-constant channels, flat b*K + k
+        pairs, share = _distinct_maps(flat.flatten(0, 1), pairs, K)
         n_const = int(const.sum())
         jobs = pairs.numel() + (1 if n_const else 0)  # + the one shared all-zero input
         forward, fmt = self._masked_forward(x.device, jobs)
@@ -133,6 +138,8 @@ class ScoreCAM(BaseCAM):
                 if extra:
                     zero_logits, out = out[-1], out[:-1]
                 scores[idx] = out.gather(1, t[b][:, None])[:, 0].to(scores.dtype)
+        if share is not None:  # duplicates take their representative's score
+            scores[share[0]] = scores[share[1]]
         scores = scores.view(B, K)
         if zero_logits is not None:
             scores = torch.where(const, zero_logits[t].to(scores.dtype)[:, None], scores)
@@ -141,3 +148,24 @@ class ScoreCAM(BaseCAM):
     def _cam(self, x: Tensor, A: Tensor, G: Tensor | None, t: Tensor) -> Tensor:
         alpha = torch.softmax(self.scores(x, A, t), dim=1)
         return torch.einsum("bk,bkhw->bhw", alpha, A).clamp_(min=0)
+
+
+def _distinct_maps(maps: Tensor, pairs: Tensor, K: int) -> tuple[Tensor, tuple | None]:
+    """Split non-constant channels ``pairs`` (flat b*K + k into ``maps`` (B*K, h*w)) into
+    those that need a forward and ``(duplicates, representatives)``: channels of the same
+    image whose normalized low-resolution maps are bitwise equal to an earlier one's."""
+    if pairs.numel() < 2:
+        return pairs, None
+    a = maps[pairs].float()
+    lo = a.amin(dim=1, keepdim=True)
+    canon = (a - lo) / (a.amax(dim=1, keepdim=True) - lo)  # non-constant: no 0 / 0
+    image = torch.div(pairs, K, rounding_mode="floor").to(canon.dtype)[:, None]
+    _, inverse = torch.unique(torch.cat([image, canon], dim=1), dim=0, return_inverse=True)
+    first = torch.full((int(inverse.max()) + 1,), pairs.numel(), device=pairs.device,
+                       dtype=torch.long)
+    first.scatter_reduce_(0, inverse, torch.arange(pairs.numel(), device=pairs.device), "amin")
+    if first.numel() == pairs.numel():
+        return pairs, None
+    rep = first[inverse]  # (P,) position of each channel's representative in pairs
+    dup = rep != torch.arange(pairs.numel(), device=pairs.device)
+    return pairs[~dup], (pairs[dup], pairs[rep[dup]])
