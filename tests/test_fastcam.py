@@ -72,6 +72,18 @@ def test_smoe_matches_float64_formula():
     np.testing.assert_allclose(out.numpy(), ref, rtol=2e-5, atol=1e-6)
 
 
+def test_smoe_in_cache_blocks_matches_float64_formula(monkeypatch):
+    import interpretable.fastcam as fastcam
+
+    # blocks of 3 samples (the last one shorter): the block path equals the formula too
+    a = activations((8, 16, 6, 5), seed=3)
+    monkeypatch.setattr(fastcam, "_BLOCK_BYTES", 3 * a[0].numel() * 4)
+    x = a.double().numpy() + 1e-7
+    m = x.mean(1)
+    ref = m * (np.log2(m) - np.log2(x).mean(1))
+    np.testing.assert_allclose(smoe_scale(a).numpy(), ref, rtol=2e-5, atol=1e-6)
+
+
 def test_smoe_hand_case_and_clipping():
     # channels 1 and 4: arithmetic mean 2.5, geometric mean 2 -> 2.5 * log2(1.25)
     a = torch.tensor([1.0, 4.0]).view(1, 2, 1, 1)

@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["inference_forward", "weights_key"]
+__all__ = ["inference_forward", "checked_inference_forward", "weights_key"]
 
 
 def weights_key(model: nn.Module) -> tuple:
@@ -131,6 +131,33 @@ def inference_forward(model: nn.Module, device: torch.device,
             except Exception:  # an op the pass does not know: fold only
                 pass
         return _fold(gm, memory_format), memory_format
+
+
+def _close(got, ref) -> bool:
+    """Equal up to float rounding (BN folding, another summation order)."""
+    return (isinstance(got, Tensor) and isinstance(ref, Tensor) and got.shape == ref.shape
+            and bool((got - ref).abs().max() <= 1e-4 * ref.abs().max() + 1e-6))
+
+
+def checked_inference_forward(model: nn.Module, sample: Tensor,
+                              memory_format: torch.memory_format = torch.contiguous_format
+                              ) -> tuple[Callable[[Tensor], Tensor], torch.memory_format]:
+    """:func:`inference_forward` if it gives the model's output on ``sample[:1]``, else
+    ``(model, memory_format)``: any failure to build or run it leaves the plain forward,
+    which is always correct. Call in eval mode under ``torch.no_grad()``."""
+    try:
+        fast, fast_fmt = inference_forward(model, sample.device, memory_format)
+    except Exception:
+        return model, memory_format
+    if fast is model:
+        return model, memory_format
+    one = sample[:1]
+    try:
+        ok = _close(fast(one.contiguous(memory_format=fast_fmt)),
+                    model(one.contiguous(memory_format=memory_format)))
+    except Exception:
+        ok = False
+    return (fast, fast_fmt) if ok else (model, memory_format)
 
 
 class _LayerOutputTracer(torch.fx.Tracer):
@@ -258,13 +285,9 @@ def split_forward(model: nn.Module, layer: nn.Module, sample: Tensor,
             for h in handles:
                 h.remove()
 
-        def close(a, b) -> bool:
-            return (isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape
-                    and bool((a - b).abs().max() <= 1e-4 * b.abs().max() + 1e-6))
-
-        if not close(got, ref):
+        if not _close(got, ref):
             return None
-        if n_taps and not all(close(outs[len(outs) - n_taps + i], seen.get(i))
+        if n_taps and not all(_close(outs[len(outs) - n_taps + i], seen.get(i))
                               for i in range(n_taps)):
             return None
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._inference import inference_forward, weights_key
+from ._inference import checked_inference_forward, weights_key
 from .cam import BaseCAM
 
 __all__ = ["ScoreCAM"]
@@ -81,8 +81,10 @@ class ScoreCAM(BaseCAM):
             return torch.channels_last if device.type == "cpu" else torch.contiguous_format
         return _FORMATS[self.memory_format]
 
-    def _masked_forward(self, device: torch.device, jobs: int):
-        """The forward for ``jobs`` masked inputs and their memory format (in eval mode)."""
+    def _masked_forward(self, sample: Tensor, jobs: int):
+        """The forward for ``jobs`` masked inputs like ``sample`` and their memory format
+        (in eval mode, no grad)."""
+        device = sample.device
         fmt = self._format(device)
         if not self.optimize:
             return self.model, fmt
@@ -92,7 +94,7 @@ class ScoreCAM(BaseCAM):
         key, forward, fast_fmt, calls = self._fast
         calls += 1
         if forward is None and (self.optimize is True or calls >= 2 or jobs >= self.AUTO_JOBS):
-            forward, fast_fmt = inference_forward(self.model, device, fmt)
+            forward, fast_fmt = checked_inference_forward(self.model, sample, fmt)
         self._fast = (key, forward, fast_fmt, calls)
         return (self.model, fmt) if forward is None else (forward, fast_fmt)
 
@@ -122,7 +124,8 @@ class ScoreCAM(BaseCAM):
         pairs, share = _distinct_maps(flat.flatten(0, 1), pairs, K)
         n_const = int(const.sum())
         jobs = pairs.numel() + (1 if n_const else 0)  # + the one shared all-zero input
-        forward, fmt = self._masked_forward(x.device, jobs)
+        with torch.no_grad():
+            forward, fmt = self._masked_forward(x[:1], jobs)
         scores = torch.empty(B * K, dtype=A.dtype, device=A.device)
         zero_logits = None
         a_flat = A.flatten(0, 1)

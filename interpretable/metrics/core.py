@@ -35,7 +35,7 @@ from ..attribution._common import (
     eval_mode,
     resolve_target,
 )
-from ..attribution._inference import inference_forward, weights_key
+from ..attribution._inference import checked_inference_forward, weights_key
 from ..data import denormalize, normalize
 
 __all__ = [
@@ -239,7 +239,7 @@ class _Scorer:
         cached = _FAST_FORWARDS.get(self.model)
         if cached is None or cached[0] != key:
             _FAST_FORWARDS.pop(self.model, None)  # free the old copy first
-            cached = (key, *_checked_inference_forward(self.model, chunk, fmt))
+            cached = (key, *checked_inference_forward(self.model, chunk, fmt))
             _FAST_FORWARDS[self.model] = cached
         return cached[1], cached[2]
 
@@ -258,26 +258,6 @@ class _Scorer:
 
 
 _FAST_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _checked_inference_forward(model: nn.Module, sample: Tensor, fmt: torch.memory_format):
-    """``inference_forward`` of ``model`` if it matches the model on ``sample[:1]``, else the
-    model itself (call in eval mode under no_grad)."""
-    try:
-        fast, fast_fmt = inference_forward(model, sample.device, fmt)
-    except Exception:  # any failure to build it: the plain forward is always correct
-        return model, fmt
-    if fast is model:
-        return model, fmt
-    one = sample[:1]
-    try:
-        ref = model(one.contiguous(memory_format=fmt))
-        got = fast(one.contiguous(memory_format=fast_fmt))
-        ok = (isinstance(got, Tensor) and got.shape == ref.shape
-              and bool(torch.allclose(got, ref, rtol=1e-3, atol=1e-4)))
-    except Exception:
-        ok = False
-    return (fast, fast_fmt) if ok else (model, fmt)
 
 
 def _pick(logits: Tensor, classes: Tensor) -> Tensor:
