@@ -54,6 +54,18 @@ def machine_info() -> dict:
     return info
 
 
+def steal_seconds() -> float | None:
+    """Seconds of CPU time the hypervisor has taken from this machine since boot, summed
+    over CPUs (Linux ``/proc/stat``); None elsewhere. Wall-clock timings taken while it
+    grows are slowed by other tenants of the host, not by the code."""
+    try:
+        with open("/proc/stat") as f:
+            fields = f.readline().split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError, AttributeError):
+        return None
+
+
 def _jsonable(obj):
     """Drop private keys ("_...") and objects JSON cannot hold."""
     if isinstance(obj, dict):
@@ -86,10 +98,12 @@ def run(sections=SECTIONS, quick: bool = False, width: float | None = None,
         if batch is not None and name in ("attribution", "fastcam", "training"):
             kwargs["batch"] = batch
         print(f"\n== {name} ==", flush=True)
-        t0 = time.perf_counter()
+        t0, steal0 = time.perf_counter(), steal_seconds()
         out = module.run(**kwargs)
         out = _jsonable(out)
         out["seconds"] = time.perf_counter() - t0
+        if steal0 is not None:  # CPU time the host took from this virtual machine meanwhile
+            out["steal_seconds"] = steal_seconds() - steal0
         results[name] = out
         for t in out.get("targets", []):
             targets.append({"section": name, **t})
@@ -111,14 +125,21 @@ def _print_section(name: str, out: dict) -> None:
     if flat:
         width = max(len(k) for k in flat)
         for k, t in flat.items():
+            cpu = t.get("cpu_median")
+            cpu = f"  cpu {cpu * 1e3:10.2f} ms" if cpu is not None else ""
             print(f"  {k:<{width}}  {t['median'] * 1e3:10.2f} ms  "
-                  f"[{t['min'] * 1e3:.2f}-{t['max'] * 1e3:.2f}]")
+                  f"[{t['min'] * 1e3:.2f}-{t['max'] * 1e3:.2f}]{cpu}")
     # rooflines: GFLOP/s of the forwards/steps beside the machine's float32 matmul peak
     roof = {**out.get("roofline", {}),
             **{k: v for k, v in out.get("info", {}).items() if "gflop" in k}}
     if roof:
         print("  roofline: " + ", ".join(f"{k} {v:.3g}" for k, v in roof.items()))
-    print(f"  ({out['seconds']:.1f} s)")
+    steal = out.get("steal_seconds")
+    cpus = os.cpu_count() or 1
+    note = (f"; the host took {steal:.1f} CPU-s (steal, "
+            f"{100 * steal / (cpus * out['seconds']):.0f}% of {cpus} CPUs)"
+            if steal is not None else "")
+    print(f"  ({out['seconds']:.1f} s{note})")
 
 
 def _merge_partial(path: Path, data: dict, only: list[str], quick: bool) -> dict:

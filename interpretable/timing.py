@@ -27,6 +27,10 @@ class Timing:
     max: float
     repeats: int
     samples: list[float] = field(default_factory=list)
+    #: process CPU seconds (all threads) per call: unlike wall time, it does not grow
+    #: while a virtual machine's CPUs are taken away by the host (steal time)
+    cpu_median: float | None = None
+    cpu_samples: list[float] = field(default_factory=list)
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -81,15 +85,18 @@ def measure_interleaved(
         for _ in range(warmup):
             fns[name]()
     samples: dict[str, list[float]] = {k: [] for k in names}
+    cpu: dict[str, list[float]] = {k: [] for k in names}
     for r in range(repeats):
         shift = r % len(names) if rotate else 0
         for name in names[shift:] + names[:shift]:
             synchronize(device)
-            t0 = time.perf_counter()
+            c0, t0 = time.process_time(), time.perf_counter()
             fns[name]()
             synchronize(device)
             samples[name].append(time.perf_counter() - t0)
-    return {k: Timing(k, statistics.median(v), min(v), max(v), repeats, v)
+            cpu[name].append(time.process_time() - c0)
+    return {k: Timing(k, statistics.median(v), min(v), max(v), repeats, v,
+                      statistics.median(cpu[k]), cpu[k])
             for k, v in samples.items()}
 
 
