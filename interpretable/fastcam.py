@@ -62,18 +62,25 @@ EPS = 1e-7
 # --------------------------------------------------------------------------------------------
 
 
+def _check_float(t: Any, name: str, layout: str) -> Tensor:
+    """``t`` must be a floating-point tensor with one dimension per letter of ``layout``
+    (e.g. "B, K, h, w") and no empty dimension after the batch."""
+    dims = len(layout.split(","))
+    if not isinstance(t, Tensor):
+        raise TypeError(f"{name} must be a torch.Tensor of shape ({layout}), got "
+                        f"{type(t).__name__}")
+    if t.dim() != dims:
+        raise ValueError(f"{name} must be {dims}-D ({layout}), got shape {tuple(t.shape)}")
+    if not t.is_floating_point():
+        raise TypeError(f"{name} must be a floating-point tensor, got {t.dtype}")
+    if any(n == 0 for n in t.shape[1:]):
+        raise ValueError(f"{name} has an empty dimension (shape {tuple(t.shape)}, "
+                         f"expected ({layout}))")
+    return t
+
+
 def _check_activations(a: Any, name: str = "activations") -> Tensor:
-    if not isinstance(a, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (B, K, h, w), got {type(a).__name__}"
-        )
-    if a.dim() != 4:
-        raise ValueError(f"{name} must be 4-D (B, K, h, w), got shape {tuple(a.shape)}")
-    if not a.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {a.dtype}")
-    if a.shape[1] == 0:
-        raise ValueError(f"{name} has no channels (shape {tuple(a.shape)})")
-    return a
+    return _check_float(a, name, "B, K, h, w")
 
 
 def _work_dtype(a: Tensor) -> Tensor:
@@ -173,17 +180,7 @@ METHODS: tuple[str, ...] = tuple(_STATISTICS)
 
 
 def _check_maps(maps: Any, name: str = "maps") -> Tensor:
-    if not isinstance(maps, Tensor):
-        raise TypeError(
-            f"{name} must be a torch.Tensor of shape (B, h, w), got {type(maps).__name__}"
-        )
-    if maps.dim() != 3:
-        raise ValueError(f"{name} must be 3-D (B, h, w), got shape {tuple(maps.shape)}")
-    if not maps.is_floating_point():
-        raise TypeError(f"{name} must be a floating-point tensor, got {maps.dtype}")
-    if maps.shape[1] * maps.shape[2] == 0:
-        raise ValueError(f"{name} has no pixels (shape {tuple(maps.shape)})")
-    return maps
+    return _check_float(maps, name, "B, h, w")
 
 
 def _spread(v: Tensor) -> Tensor:
