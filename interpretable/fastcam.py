@@ -22,6 +22,7 @@ as for the CAMs of section 3), a single channel (std, entropy) and a single pixe
 from __future__ import annotations
 
 import math
+import weakref
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -32,6 +33,7 @@ from torch import Tensor, nn
 
 from interpretable.attribution import GradCAM, GradCAMPlusPlus, eval_mode
 from interpretable.attribution._common import check_input
+from interpretable.attribution._inference import split_forward, weights_key
 
 __all__ = [
     "EPS",
@@ -506,13 +508,14 @@ def scale_maps(model: nn.Module, layers: Any = None,
 
 
 def saliency(model: nn.Module, x: Tensor, layers: Any = None, weights: Any = None, *,
-             norm: str = "gamma", method: str = "smoe") -> tuple[Tensor, Tensor]:
+             norm: str = "gamma", method: str = "smoe",
+             optimize: bool | str = "auto") -> tuple[Tensor, Tensor]:
     """FastCAM's class-agnostic saliency from one forward pass (METHODS.md section 4).
 
-    Runs ``model(x)`` once in eval mode without gradients, with a hook on each of ``layers``
-    reducing its activation to a (B, h, w) map (``method`` in :data:`METHODS`, default SMOE
-    Scale); normalizes each map (``norm`` in :data:`NORMS`, default ``"gamma"``, see the
-    module docstring), upsamples it bilinearly to (H, W) and averages with ``weights``.
+    Runs ``model(x)`` once in eval mode without gradients, reducing the activation of each of
+    ``layers`` to a (B, h, w) map (``method`` in :data:`METHODS`, default SMOE Scale);
+    normalizes each map (``norm`` in :data:`NORMS`, default ``"gamma"``, see the module
+    docstring), upsamples it bilinearly to (H, W) and averages with ``weights``.
 
     Args:
         model: the network; its train/eval flags and hooks are as before afterwards.
@@ -520,6 +523,13 @@ def saliency(model: nn.Module, x: Tensor, layers: Any = None, weights: Any = Non
         layers: modules (or names) of ``model``; default ``interpretable.models.scale_layers``.
         weights: one non-negative weight per layer, default all 1 (the reference's current
             default; its older prior weights were [0.18, 0.15, 0.37, 0.4, 0.72]).
+        optimize: on CPU in float32, run the forward up to the last layer as an
+            inference-optimized graph (BN folded, oneDNN weights packed; see
+            ``attribution._inference``) that hands back the layers' outputs, instead of the
+            model with hooks. Building it costs a trace (a few forward passes' worth), so
+            ``"auto"`` builds it at the second call with the same model, weights and layers
+            and keeps it while they stay the same; ``True`` at the first call; ``False``
+            never. Results are equal up to float rounding.
 
     Returns:
         ``(combined (B, H, W), per_layer (B, L, H, W))``, both in [0, 1], on x's device.
@@ -528,10 +538,40 @@ def saliency(model: nn.Module, x: Tensor, layers: Any = None, weights: Any = Non
     layers = _resolve_layers(model, layers)
     w = _check_weights(weights, len(layers))
     _check_choice(norm, "norm", NORMS)
+    if optimize not in (True, False, "auto"):
+        raise ValueError(f"optimize must be True, False or 'auto', got {optimize!r}")
     with scale_maps(model, layers, method) as rec, eval_mode(model), torch.no_grad():
-        model(x)
+        pre = _saliency_forward(model, layers, x, optimize)
+        if pre is None:
+            model(x)
+        else:  # the graph returns the layers' outputs last; no hook fires inside it
+            outs = pre(x)
+            for i, out in enumerate(outs[len(outs) - len(layers):]):
+                rec.record(i, out)
         raw = rec.result()
     return combine_maps(raw, x.shape[-2:], w, norm)
+
+
+#: model -> (key, forward up to the last layer or None, calls seen with that key)
+_SALIENCY_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _saliency_forward(model: nn.Module, layers: list[nn.Module], x: Tensor,
+                      optimize: bool | str) -> Callable | None:
+    """The cached optimized forward for :func:`saliency`, or None for the hooked model."""
+    if optimize is False or x.device.type != "cpu" or x.dtype != torch.float32:
+        return None
+    key = (weights_key(model), tuple(id(layer) for layer in layers))
+    cached = _SALIENCY_FORWARDS.get(model)
+    if cached is None or cached[0] != key:
+        cached = (key, None, 0)
+    key, pre, calls = cached
+    calls += 1
+    if pre is None and (optimize is True or calls == 2):
+        built = split_forward(model, layers[-1], x[:1], layers)
+        pre = built[0] if built is not None else None
+    _SALIENCY_FORWARDS[model] = (key, pre, calls)
+    return pre
 
 
 # --------------------------------------------------------------------------------------------
