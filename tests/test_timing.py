@@ -68,3 +68,32 @@ def test_benchmarks_timer_delegates(monkeypatch):
                               warmup=0)
     assert calls == list("abba") and isinstance(out["a"], Timing)
     assert Timing is timing.Timing and Timing(**out["a"].as_dict()) == out["a"]
+
+
+def test_cpu_time_is_recorded_beside_wall_time():
+    def spin():  # busy for ~20 ms of CPU
+        t0 = time.process_time()
+        while time.process_time() - t0 < 0.02:
+            pass
+
+    out = timing.measure_interleaved({"sleep": lambda: time.sleep(0.02), "spin": spin},
+                                     repeats=5, warmup=0)
+    assert len(out["spin"].cpu_samples) == 5 and out["spin"].cpu_median >= 0.02
+    # asleep: about no CPU (the median, as idle OpenMP workers may spin for a moment)
+    assert out["sleep"].median >= 0.02
+    assert out["sleep"].cpu_median < 0.5 * out["spin"].cpu_median
+
+
+def test_benchmark_flop_counter_and_matmul_peak(monkeypatch):
+    monkeypatch.setattr(sys, "path", [str(Path(__file__).resolve().parents[1]), *sys.path])
+    import torch
+
+    from benchmarks.common import count_flops, matmul_gflops
+
+    lin = torch.nn.Linear(16, 8, bias=False)
+    x = torch.randn(4, 16)
+    assert count_flops(lambda: lin(x)) == 2 * 4 * 16 * 8  # one multiply-add = 2 FLOPs
+    conv = torch.nn.Conv2d(3, 5, 3, padding=1, bias=False)
+    assert count_flops(lambda: conv(torch.randn(2, 3, 6, 6))) == 2 * 2 * 5 * 6 * 6 * 3 * 9
+    peak = matmul_gflops(n=128, repeats=3)
+    assert peak["best"] >= peak["median"] > 0 and peak["n"] == 128
