@@ -552,7 +552,8 @@ def saliency(model: nn.Module, x: Tensor, layers: Any = None, weights: Any = Non
     return combine_maps(raw, x.shape[-2:], w, norm)
 
 
-#: model -> (key, forward up to the last layer or None, calls seen with that key)
+#: model -> (key, forward up to the last layer, None (not built) or False (cannot be built),
+#: calls seen with that key)
 _SALIENCY_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -569,9 +570,9 @@ def _saliency_forward(model: nn.Module, layers: list[nn.Module], x: Tensor,
     calls += 1
     if pre is None and (optimize is True or calls == 2):
         built = split_forward(model, layers[-1], x[:1], layers)
-        pre = built[0] if built is not None else None
+        pre = built[0] if built is not None else False  # False: tried, keep the hooks
     _SALIENCY_FORWARDS[model] = (key, pre, calls)
-    return pre
+    return pre or None
 
 
 # --------------------------------------------------------------------------------------------

@@ -100,7 +100,8 @@ class BaseCAM:
         self.optimize = optimize
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._capture: _Capture | None = None
-        self._split: tuple | None = None  # (weights key, (pre, post) or None, calls seen)
+        # (weights key, (pre, post) / None (not built) / False (cannot be), calls seen)
+        self._split: tuple | None = None
         # Modules whose outputs the optimized forward also returns (FastCAM's SMOE layers,
         # which hooks cannot see inside it); after a call, their outputs or None if the
         # model's own forward ran (then the caller's hooks saw them).
@@ -182,8 +183,9 @@ class BaseCAM:
         calls += 1
         if built is None and (self.optimize is True or calls == 2):
             built = split_forward(self.model, self.layer, x[:1], self._taps)
+            built = False if built is None else built  # False: tried, keep the hooks
         self._split = (key, built, calls)
-        return built
+        return built or None
 
     def _forward(self, x: Tensor, tgt: int | Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """One forward pass (and the backward to the layer): A, G (or None), targets (B,)."""
