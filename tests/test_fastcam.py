@@ -465,3 +465,20 @@ def close(got, want):
         diff = (g - w).abs()
         assert diff.max() <= 2e-3 and diff.mean() <= 1e-5
         assert (diff > 2e-4).float().mean() <= 1e-3
+
+
+def test_saliency_cache_does_not_keep_the_model_alive():
+    import gc
+    import weakref
+
+    from interpretable.fastcam import _SALIENCY_FORWARDS
+
+    m = itp.models.create("resnet18", width=0.125).eval()
+    x = torch.randn(2, 3, 32, 32)
+    for _ in range(3):
+        saliency(m, x)
+    assert callable(_SALIENCY_FORWARDS[m][1])
+    ref, n = weakref.ref(m), len(_SALIENCY_FORWARDS)
+    del m
+    gc.collect()
+    assert ref() is None and len(_SALIENCY_FORWARDS) == n - 1
