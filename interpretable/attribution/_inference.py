@@ -1,4 +1,5 @@
-"""A faster forward for many no-grad, eval-mode batches (Score-CAM's masked inputs).
+"""A faster forward for no-grad, eval-mode batches: Score-CAM's masked inputs, the metrics'
+curves, the part of a gradient CAM's forward before its layer, FastCAM's saliency.
 
 How: the model is traced with ``torch.fx`` into a graph that shares the model's weights but
 has hook-free copies of its leaf modules (so nothing registered on the model fires, and
@@ -11,8 +12,14 @@ nothing it holds is deep-copied). Then:
 - elsewhere (or if that pass fails), conv+BN folding with the weights stored once in the
   requested memory format.
 
-Results equal the model's up to float rounding (tested). Models that ``torch.fx`` cannot
-trace (data-dependent control flow) run unchanged. The model itself is never modified.
+Results equal the model's up to float rounding (tested), and every user builds it through a
+check on one input (:func:`checked_inference_forward`, :func:`split_forward`). Models that
+``torch.fx`` cannot trace (data-dependent control flow) run unchanged. The model itself is
+never modified.
+
+For the CAMs the graph is cut after a layer (:func:`split_at_layer`): tracing goes through
+that layer and any tapped layers, so their convolutions are folded too, and the node each of
+them returned is recorded while tracing.
 """
 
 from __future__ import annotations
