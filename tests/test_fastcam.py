@@ -389,17 +389,23 @@ def test_fastcam_cleans_up_after_errors_and_works_in_inference_mode(model, x):
     assert all(p.requires_grad for p in model.parameters())
 
 
+def _seeded_bn_model(arch, width):
+    """A seeded model with non-trivial BN statistics (so the folded forward differs) and an
+    input batch (3, 3, 32, 32)."""
+    torch.manual_seed(0)
+    model = itp.models.create(arch, width=width).eval()
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-0.2, 0.2)
+            m.running_var.uniform_(0.5, 2.0)
+    return model, torch.randn(3, 3, 32, 32)
+
+
 @pytest.mark.parametrize("arch,width", [("resnet18", 0.125), ("mobilenet_v2", 0.25)])
 def test_fastcam_optimized_forward_hands_back_the_scale_layers(arch, width):
     """From the second call FastCAM runs the CAM's inference-optimized forward, which has no
     hooks inside; the SMOE layers' outputs come back from it and give the same maps."""
-    torch.manual_seed(0)
-    model = itp.models.create(arch, width=width).eval()
-    for m in model.modules():  # non-trivial BN statistics, so the folded forward differs
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    x = torch.randn(3, 3, 32, 32)
+    model, x = _seeded_bn_model(arch, width)
     seen = []
     user = model.layer1.register_forward_hook(lambda *a: seen.append(1)) \
         if arch == "resnet18" else None
@@ -427,13 +433,7 @@ def test_saliency_optimized_forward_equals_hooked_one(arch, width):
     rebuilt when the weights change, no hooks left, the caller's hooks untouched."""
     from interpretable.fastcam import _SALIENCY_FORWARDS
 
-    torch.manual_seed(0)
-    model = itp.models.create(arch, width=width).eval()
-    for m in model.modules():  # non-trivial BN statistics, so the folded forward differs
-        if isinstance(m, nn.BatchNorm2d):
-            m.running_mean.uniform_(-0.2, 0.2)
-            m.running_var.uniform_(0.5, 2.0)
-    x = torch.randn(3, 3, 32, 32)
+    model, x = _seeded_bn_model(arch, width)
     want = saliency(model, x, optimize=False)
     saliency(model, x)  # first call: hooked forward
     assert _SALIENCY_FORWARDS[model][1] is None
@@ -478,6 +478,7 @@ def test_saliency_cache_does_not_keep_the_model_alive():
     for _ in range(3):
         saliency(m, x)
     assert callable(_SALIENCY_FORWARDS[m][1])
+    gc.collect()  # models of earlier tests leave the cache first, so n counts only the live
     ref, n = weakref.ref(m), len(_SALIENCY_FORWARDS)
     del m
     gc.collect()
