@@ -33,7 +33,7 @@ from torch import Tensor, nn
 
 from interpretable.attribution import GradCAM, GradCAMPlusPlus, eval_mode
 from interpretable.attribution._common import check_input
-from interpretable.attribution._inference import split_forward, weights_key
+from interpretable.attribution._inference import BuiltForWeights, split_forward, weights_key
 
 __all__ = [
     "EPS",
@@ -552,8 +552,7 @@ def saliency(model: nn.Module, x: Tensor, layers: Any = None, weights: Any = Non
     return combine_maps(raw, x.shape[-2:], w, norm)
 
 
-#: model -> (key, forward up to the last layer, None (not built) or False (cannot be built),
-#: calls seen with that key)
+#: model -> its optimized forward up to the last scale layer (kept while the model lives)
 _SALIENCY_FORWARDS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -562,17 +561,14 @@ def _saliency_forward(model: nn.Module, layers: list[nn.Module], x: Tensor,
     """The cached optimized forward for :func:`saliency`, or None for the hooked model."""
     if optimize is False or x.device.type != "cpu" or x.dtype != torch.float32:
         return None
-    key = (weights_key(model), tuple(id(layer) for layer in layers))
-    cached = _SALIENCY_FORWARDS.get(model)
-    if cached is None or cached[0] != key:
-        cached = (key, None, 0)
-    key, pre, calls = cached
-    calls += 1
-    if pre is None and (optimize is True or calls == 2):
+
+    def build():
         built = split_forward(model, layers[-1], x[:1], layers)
-        pre = built[0] if built is not None else False  # False: tried, keep the hooks
-    _SALIENCY_FORWARDS[model] = (key, pre, calls)
-    return pre or None
+        return None if built is None else built[0]
+
+    key = (weights_key(model), tuple(id(layer) for layer in layers))
+    cache = _SALIENCY_FORWARDS.setdefault(model, BuiltForWeights())
+    return cache.get(key, build, now=optimize is True)
 
 
 # --------------------------------------------------------------------------------------------

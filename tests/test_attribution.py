@@ -261,3 +261,25 @@ def test_no_memory_growth():
         guided_backprop(model, x, 1)
         smoothgrad(guided_backprop, model, x, 1, n=3)
     assert tensors() <= start
+
+
+def test_built_for_weights_builds_once_per_key():
+    from interpretable.attribution._inference import BuiltForWeights
+
+    built = []
+
+    def build(value):
+        def run():
+            built.append(value)
+            return value
+        return run
+
+    cache = BuiltForWeights()
+    assert cache.get("a", build("A")) is None          # a one-off call does not build
+    assert cache.get("a", build("A")) == "A"           # the second call with the key does
+    assert cache.get("a", build("X")) == "A" and built == ["A"]
+    assert cache.get("b", build("B"), now=True) == "B"  # a new key drops the old object
+    assert cache.value == "B" and built == ["A", "B"]
+    assert cache.get("c", build(None), now=True) is None  # cannot be built ...
+    assert cache.get("c", build("C"), now=True) is None   # ... and is not retried
+    assert cache.value is False and built == ["A", "B", None]

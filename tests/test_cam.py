@@ -461,7 +461,7 @@ def test_inference_forward_falls_back_for_untraceable_models():
     cam = GradCAM(net, net.relu, optimize=True)  # tried once, then the hooks every call
     for _ in range(2):
         assert torch.allclose(cam(x, 1), GradCAM(net, net.relu, optimize=False)(x, 1))
-        assert cam._split[1] is False
+        assert cam._split.value is False
 
 
 def test_scorecam_optimized_forward_follows_weight_changes(r18, images):
@@ -499,7 +499,7 @@ def test_gradient_cams_optimized_forward_equals_hook_path(arch, layer_name, size
         fast = cls(model, layer, optimize=True)
         with fast:
             A_fast, G_fast, _ = fast._forward(x, target)
-        assert isinstance(fast._split[1], tuple)  # the cut model was used
+        assert isinstance(fast._split.value, tuple)  # the cut model was used
         slow = cls(model, layer, optimize=False)
         with slow:
             A, G, _ = slow._forward(x, target)
@@ -520,9 +520,9 @@ def test_optimize_auto_builds_on_second_call_and_follows_weights(r18, images):
     cam = GradCAM(model, model.layer3)
     x = images[:2]
     cam(x, 1)
-    assert cam._split[1] is None  # a one-off call does not pay for the build
+    assert cam._split.value is None  # a one-off call does not pay for the build
     cam(x, 1)
-    assert isinstance(cam._split[1], tuple)
+    assert isinstance(cam._split.value, tuple)
     with torch.no_grad():
         model.layer4[0].conv1.weight.mul_(-1.0)
         model.layer2[0].bn2.running_mean.add_(0.5)

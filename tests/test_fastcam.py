@@ -436,9 +436,9 @@ def test_saliency_optimized_forward_equals_hooked_one(arch, width):
     model, x = _seeded_bn_model(arch, width)
     want = saliency(model, x, optimize=False)
     saliency(model, x)  # first call: hooked forward
-    assert _SALIENCY_FORWARDS[model][1] is None
+    assert _SALIENCY_FORWARDS[model].value is None
     got = saliency(model, x)  # second call builds and uses the optimized graph
-    assert callable(_SALIENCY_FORWARDS[model][1])
+    assert callable(_SALIENCY_FORWARDS[model].value)
     close(got, want)
     with torch.no_grad():  # an in-place weight edit (an optimizer step) is seen
         first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
@@ -451,7 +451,7 @@ def test_saliency_optimized_forward_equals_hooked_one(arch, width):
         want = saliency(model, x, layers, optimize=False)
         for _ in range(3):
             got = saliency(model, x, layers, optimize=True)
-            assert _SALIENCY_FORWARDS[model][1] is False
+            assert _SALIENCY_FORWARDS[model].value is False
         for g, w in zip(got, want, strict=True):
             torch.testing.assert_close(g, w)
 
@@ -477,7 +477,7 @@ def test_saliency_cache_does_not_keep_the_model_alive():
     x = torch.randn(2, 3, 32, 32)
     for _ in range(3):
         saliency(m, x)
-    assert callable(_SALIENCY_FORWARDS[m][1])
+    assert callable(_SALIENCY_FORWARDS[m].value)
     gc.collect()  # models of earlier tests leave the cache first, so n counts only the live
     ref, n = weakref.ref(m), len(_SALIENCY_FORWARDS)
     del m

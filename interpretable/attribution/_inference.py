@@ -28,13 +28,14 @@ import copy
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
-__all__ = ["inference_forward", "checked_inference_forward", "weights_key"]
+__all__ = ["inference_forward", "checked_inference_forward", "weights_key", "BuiltForWeights"]
 
 
 def weights_key(model: nn.Module) -> tuple:
@@ -42,6 +43,34 @@ def weights_key(model: nn.Module) -> tuple:
     return (tuple(id(m) for m in model.modules()),
             tuple((id(t), t.data_ptr(), t._version)
                   for t in (*model.parameters(), *model.buffers())))
+
+
+class BuiltForWeights:
+    """One object built for a model's current weights (an optimized forward), kept while
+    ``key`` (from :func:`weights_key` and whatever else it depends on) stays the same.
+
+    ``get(key, build, now)`` counts the calls made with one key and calls ``build()`` at the
+    first of them if ``now``, else at the second, so a one-off call does not pay for the
+    build. ``build`` runs at most once per key: a ``None`` result is remembered as "cannot
+    be built" and not retried. A new key drops the old object before building again.
+    """
+
+    __slots__ = ("key", "value", "calls")
+
+    def __init__(self) -> None:
+        self.key: object = None
+        self.value: Any = None  # None: not built yet, False: cannot be built
+        self.calls = 0
+
+    def get(self, key: object, build: Callable[[], Any], now: bool = False) -> Any | None:
+        """The object for ``key``, or None (not built yet, or cannot be built)."""
+        if key != self.key:
+            self.key, self.value, self.calls = key, None, 0
+        self.calls += 1
+        if self.value is None and (now or self.calls >= 2):
+            built = build()
+            self.value = False if built is None else built
+        return self.value or None
 
 
 def _without_hooks(module: nn.Module) -> nn.Module:

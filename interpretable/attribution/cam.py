@@ -33,7 +33,7 @@ from ._common import (
     resolve_target,
     upsample,
 )
-from ._inference import split_forward, weights_key
+from ._inference import BuiltForWeights, split_forward, weights_key
 
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM"]
 
@@ -100,8 +100,8 @@ class BaseCAM:
         self.optimize = optimize
         self._handle: torch.utils.hooks.RemovableHandle | None = None
         self._capture: _Capture | None = None
-        # (weights key, (pre, post) / None (not built) / False (cannot be), calls seen)
-        self._split: tuple | None = None
+        # the optimized (pre, post) pair for the current weights and taps
+        self._split = BuiltForWeights()
         # Modules whose outputs the optimized forward also returns (FastCAM's SMOE layers,
         # which hooks cannot see inside it); after a call, their outputs or None if the
         # model's own forward ran (then the caller's hooks saw them).
@@ -177,15 +177,9 @@ class BaseCAM:
                 or x.dtype != torch.float32):
             return None
         key = (weights_key(self.model), tuple(id(t) for t in self._taps))
-        if self._split is None or self._split[0] != key:
-            self._split = (key, None, 0)
-        key, built, calls = self._split
-        calls += 1
-        if built is None and (self.optimize is True or calls == 2):
-            built = split_forward(self.model, self.layer, x[:1], self._taps)
-            built = False if built is None else built  # False: tried, keep the hooks
-        self._split = (key, built, calls)
-        return built or None
+        return self._split.get(key, lambda: split_forward(self.model, self.layer, x[:1],
+                                                          self._taps),
+                               now=self.optimize is True)
 
     def _forward(self, x: Tensor, tgt: int | Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """One forward pass (and the backward to the layer): A, G (or None), targets (B,)."""

@@ -27,7 +27,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._inference import checked_inference_forward, weights_key
+from ._inference import BuiltForWeights, checked_inference_forward, weights_key
 from .cam import BaseCAM
 
 __all__ = ["ScoreCAM"]
@@ -74,7 +74,7 @@ class ScoreCAM(BaseCAM):
         self.batch_size = batch_size
         self.align_corners = bool(align_corners)
         self.memory_format = memory_format
-        self._fast: tuple | None = None  # (weights key, forward or None, format, calls seen)
+        self._fast = BuiltForWeights()  # (optimized forward, its input format)
 
     def _format(self, device: torch.device) -> torch.memory_format:
         if self.memory_format == "auto":
@@ -89,14 +89,9 @@ class ScoreCAM(BaseCAM):
         if not self.optimize:
             return self.model, fmt
         key = (weights_key(self.model), device, fmt)
-        if self._fast is None or self._fast[0] != key:
-            self._fast = (key, None, fmt, 0)  # frees the old copy before building a new one
-        key, forward, fast_fmt, calls = self._fast
-        calls += 1
-        if forward is None and (self.optimize is True or calls >= 2 or jobs >= self.AUTO_JOBS):
-            forward, fast_fmt = checked_inference_forward(self.model, sample, fmt)
-        self._fast = (key, forward, fast_fmt, calls)
-        return (self.model, fmt) if forward is None else (forward, fast_fmt)
+        built = self._fast.get(key, lambda: checked_inference_forward(self.model, sample, fmt),
+                               now=self.optimize is True or jobs >= self.AUTO_JOBS)
+        return (self.model, fmt) if built is None else built
 
     def masks(self, A: Tensor, size: tuple[int, int]) -> Tensor:
         """All masks M (B, K, H, W) at once (for inspection; the call builds them by chunks)."""

@@ -35,7 +35,7 @@ from ..attribution._common import (
     eval_mode,
     resolve_target,
 )
-from ..attribution._inference import checked_inference_forward, weights_key
+from ..attribution._inference import BuiltForWeights, checked_inference_forward, weights_key
 from ..data import denormalize, normalize
 
 __all__ = [
@@ -236,12 +236,9 @@ class _Scorer:
         # One optimized forward per model, kept while the model lives and its weights,
         # device and requested format stay the same (built once across metric calls).
         key = (weights_key(self.model), chunk.device, fmt)
-        cached = _FAST_FORWARDS.get(self.model)
-        if cached is None or cached[0] != key:
-            _FAST_FORWARDS.pop(self.model, None)  # free the old copy first
-            cached = (key, *checked_inference_forward(self.model, chunk, fmt))
-            _FAST_FORWARDS[self.model] = cached
-        return cached[1], cached[2]
+        cache = _FAST_FORWARDS.setdefault(self.model, BuiltForWeights())
+        return cache.get(key, lambda: checked_inference_forward(self.model, chunk, fmt),
+                         now=True)
 
     def forward(self, chunk: Tensor) -> Tensor:
         forward, fmt = self._forward_for(chunk)
