@@ -13,7 +13,9 @@ explicitly on the command line override it.
   thread per run, two runs side by side): 3.5 / 7.8 ms per image for a plain / regularized
   ResNet-18 step and 4.8 / 10.0 ms for MobileNet-V2, i.e. about 3 / 6.5 / 4 / 8.3 minutes per
   epoch plus ~20 s of evaluation, so the four reference runs (both nets, lambda 0 and
-  7.5e-3) take about 7.5 core-hours: 3.5-4 hours in two lanes.
+  7.5e-3) take about 7.5 core-hours: 3.5-4 hours in two lanes on a quiet machine (the
+  reference runs, on a shared one, took 3.3-3.7 / 7.5-8.5 / 4.5-5 / 9.5-11 minutes per epoch
+  and reached 65.1 / 65.5 / 58.8 / 59.7% test top-1: ``reference/README.md``).
   It trades accuracy against the paper (10x fewer epochs, narrower nets, label smoothing, a
   different schedule) but keeps the objective exactly: same lambda, same alignment loss,
   every sample regularized (``reg_fraction`` 1).
