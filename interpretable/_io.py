@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
-__all__ = ["atomic_open", "atomic_write_text", "TEMP_SUFFIX"]
+__all__ = ["atomic_open", "atomic_write_text", "sha256_file", "TEMP_SUFFIX"]
 
 #: Suffix of the temp files; a folder can be swept of leftovers of killed writes with it.
 TEMP_SUFFIX = ".tmp"
@@ -52,3 +52,14 @@ def atomic_write_text(path: str | os.PathLike, text: str, *, fsync: bool = True)
     """Write ``text`` to ``path`` atomically (see :func:`atomic_open`)."""
     with atomic_open(path, "w", fsync=fsync, newline="") as f:
         f.write(text)
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file's bytes (provenance of checkpoints and result files)."""
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from dataclasses import fields
 
-from interpretable.presets import PRESETS, preset
+from interpretable.presets import NEEDS_INIT, PRESETS, preset
 
 __all__ = ["main", "build_parser"]
 
@@ -63,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     a = t.add_argument
     a("--preset", choices=sorted(PRESETS), default="paper",
       help="paper: METHODS.md recipe, full width, 200 epochs (GPU); cpu: 20 epochs, narrow "
-      "nets, ~2 h for all four reference models on 2 CPU cores; ci: seconds, tiny subset")
+      "nets, ~2 h for all four reference models on 2 CPU cores; finetune: 2 epochs from "
+      "--init, the lambda sweep's schedule; ci: seconds, tiny subset")
     a("--arch", choices=["resnet18", "mobilenet_v2"], default="resnet18",
       help="CIFAR architecture")
     a("--width", type=float, default=None, help="channel width multiplier (preset)")
@@ -71,6 +72,14 @@ def build_parser() -> argparse.ArgumentParser:
       help="weight lambda of the alignment loss L_R; 0 = plain cross-entropy (preset: 7.5e-3)")
     a("--loss", choices=["cosine", "mse", "l1"], default=None,
       help="alignment error function between standard and guided gradient (preset: cosine)")
+    a("--gradient-of", choices=["logit", "loss"], default=None,
+      help="what the standard and the guided gradient differentiate: the true-class logit or "
+      "the per-sample cross-entropy (METHODS.md section 2; default logit)")
+    a("--lam-warmup", type=float, default=None,
+      help="epochs over which lambda ramps linearly from 0 to --lam (default 0: no ramp)")
+    a("--init", default=None, metavar="CHECKPOINT",
+      help="start from the weights of this checkpoint (fine-tuning: fresh optimizer and "
+      "schedule); it must hold the same architecture and width")
     a("--epochs", type=int, default=None, help="number of epochs (preset)")
     a("--batch-size", type=int, default=None,
       help="global batch size, split across DDP ranks (preset: 128)")
@@ -126,6 +135,9 @@ def config_from_args(args: argparse.Namespace):
         if v is not None and name not in ("restart", "progress"):
             settings[name] = v
     settings["arch"] = args.arch
+    if args.preset in NEEDS_INIT and not settings.get("init"):
+        raise ValueError(f"preset {args.preset!r} fine-tunes a trained model: give --init "
+                         "CHECKPOINT (for example reference/resnet18_baseline/final.pt)")
     settings["restart"] = bool(args.restart)
     settings["progress"] = not args.no_progress
     return TrainConfig(**settings).validate()

@@ -28,6 +28,7 @@ __all__ = [
     "cam_layer",
     "scale_layers",
     "save_checkpoint",
+    "model_spec",
     "load_checkpoint",
     "CheckpointError",
     "ResNet18",
@@ -65,8 +66,11 @@ class BasicBlock(nn.Module):
 class ResNet18(nn.Module):
     """CIFAR ResNet-18: stem 32x32, layer1 32x32, layer2 16x16, layer3 8x8, layer4 4x4."""
 
+    arch = "resnet18"
+
     def __init__(self, num_classes: int = 100, width: float = 1.0):
         super().__init__()
+        self.width, self.num_classes = float(width), int(num_classes)  # read by save_checkpoint
         c = [_ch(n, width) for n in (64, 128, 256, 512)]
         self.stem = nn.Sequential(
             nn.Conv2d(3, c[0], 3, 1, 1, bias=False), nn.BatchNorm2d(c[0]), nn.ReLU(inplace=True)
@@ -143,8 +147,14 @@ class MobileNetV2(nn.Module):
         (6, 320, 1, 1),
     )
 
+    arch = "mobilenet_v2"
+
     def __init__(self, num_classes: int = 100, width: float = 1.0, last_channels: int = 1280):
         super().__init__()
+        if last_channels != 1280:
+            raise ValueError("last_channels other than 1280 cannot be saved and rebuilt by "
+                             f"load_checkpoint, got {last_channels}")
+        self.width, self.num_classes = float(width), int(num_classes)  # read by save_checkpoint
         cin = _mb_ch(32, width)
         features: list[nn.Module] = [ConvBNReLU6(3, cin, 3, 1)]
         for t, c, n, s in self.CONFIG:
@@ -277,24 +287,45 @@ class CheckpointError(ValueError):
     """A checkpoint file is missing, truncated, corrupt or not one of ours."""
 
 
+def model_spec(model: nn.Module) -> dict[str, Any] | None:
+    """``{"arch", "width", "num_classes"}`` of a model built by :func:`create`, else None."""
+    arch = getattr(model, "arch", None)
+    if arch not in ARCHITECTURES or not isinstance(model, ARCHITECTURES[arch]):
+        return None
+    return {"arch": arch, "width": float(model.width), "num_classes": int(model.num_classes)}
+
+
 def save_checkpoint(
     path: str | os.PathLike,
     model: nn.Module,
-    meta: dict[str, Any],
+    meta: dict[str, Any] | None = None,
     extra: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``model``'s weights with ``meta`` atomically (temp file in the folder, then rename).
 
-    ``meta`` must hold ``arch`` and may hold ``width``, ``num_classes``, training settings,
-    accuracy, ...: anything ``torch.load(weights_only=True)`` can read (numbers, strings,
-    lists, dicts, tensors). ``extra`` holds more state (optimizer, RNG) for resuming.
+    A model made by :func:`create` carries its ``arch``, ``width`` and ``num_classes``; they
+    are written from the model itself, so ``meta`` is optional and a ``meta`` that names other
+    values is a ValueError (it would describe weights it does not hold). For any other model
+    ``meta`` must give ``arch`` and ``width``. ``meta`` may add training settings, accuracy,
+    ...: anything ``torch.load(weights_only=True)`` can read (numbers, strings, lists, dicts,
+    tensors). ``extra`` holds more state (optimizer, RNG) for resuming.
     """
     path = Path(path)
-    if "arch" not in meta:
-        raise ValueError("meta must contain 'arch' so load_checkpoint can rebuild the model")
-    meta = dict(meta)
-    meta.setdefault("width", 1.0)
-    meta.setdefault("num_classes", _num_classes(model))
+    meta = dict(meta or {})
+    spec = model_spec(model)
+    if spec is not None:
+        for key, value in spec.items():
+            if key in meta and meta[key] != value:
+                raise ValueError(f"meta[{key!r}] = {meta[key]!r} contradicts the model, whose "
+                                 f"{key} is {value!r}; leave it out (it is read from the model)")
+        meta.update(spec)
+    else:
+        missing = [k for k in ("arch", "width") if k not in meta]
+        if missing:
+            raise ValueError(
+                f"meta must contain {missing} for a {type(model).__name__} (not made by "
+                "interpretable.models.create) so load_checkpoint can rebuild the model")
+        meta.setdefault("num_classes", _num_classes(model))
     state = {
         "format": "interpretable-checkpoint-v1",
         "meta": meta,

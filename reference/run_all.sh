@@ -1,21 +1,28 @@
 #!/usr/bin/env bash
-# The four reference runs (cpu preset, full CIFAR-100 training set), in two lanes of one
-# thread each (two 1-thread processes use a 2-core machine better than two 2-thread ones).
-# Re-running this script resumes every unfinished run from its last completed epoch and skips
-# finished ones (final.pt present; their last.pt, optimizer state for resuming, is removed).
+# Every long run of the book (reference trainings, the lambda sweep, ...) in two lanes of one
+# thread each; see reference/run_all.py for the job list. Re-running resumes every unfinished
+# job and skips finished ones.
+#   bash reference/run_all.sh            run / resume everything (logs in reference/logs/)
+#   bash reference/run_all.sh pause      SIGSTOP the running jobs (e.g. while benchmarking)
+#   bash reference/run_all.sh resume     SIGCONT them
+#   bash reference/run_all.sh status     what is finished, running and waiting
 set -u
 cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
-run() {  # name arch lam
-  if [ -f "reference/$1/final.pt" ]; then
-    rm -f "reference/$1/last.pt"
-    return 0
-  fi
-  OMP_NUM_THREADS=1 "$PY" -m interpretable train --preset cpu --arch "$2" --lam "$3" \
-    --out "reference/$1" --no-progress >> "reference/$1.out" 2>&1 \
-    && rm -f "reference/$1/last.pt"
-}
-# Lanes balanced by measured cost (a regularized epoch costs about 2x a plain one).
-(run resnet18_baseline resnet18 0; run mobilenet_v2_regularized mobilenet_v2 7.5e-3) &
-(run resnet18_regularized resnet18 7.5e-3; run mobilenet_v2_baseline mobilenet_v2 0) &
-wait
+pids() { cat reference/logs/lane*.pid 2>/dev/null; }
+case "${1:-run}" in
+  run) exec "$PY" reference/run_all.py ;;
+  pause) for p in $(pids); do kill -STOP "$p" && echo "paused $p"; done ;;
+  resume) for p in $(pids); do kill -CONT "$p" && echo "resumed $p"; done ;;
+  status)
+    "$PY" - <<'PY'
+import sys; sys.path.insert(0, "reference")
+from run_all import JOBS
+for j in JOBS:
+    state = "finished" if j.done() else ("in progress" if (j.out / "last.pt").exists()
+                                         else ("waiting" if not j.ready() else "to do"))
+    print(f"{state:12} {j.name}")
+PY
+    ;;
+  *) echo "usage: bash reference/run_all.sh [run|pause|resume|status]" >&2; exit 2 ;;
+esac

@@ -122,10 +122,27 @@ def test_checkpoint_round_trip(tmp_path, arch):
     assert not loaded.training
 
 
+@pytest.mark.parametrize("arch", sorted(models.ARCHITECTURES))
+def test_checkpoint_meta_comes_from_the_model(tmp_path, arch):
+    # a width-0.25 model saved without meta used to be recorded as width 1.0 (and then failed
+    # to load with a size mismatch): the model carries its own arch, width and classes
+    m = models.create(arch, num_classes=10, width=0.25).eval()
+    assert models.model_spec(m) == {"arch": arch, "width": 0.25, "num_classes": 10}
+    path = models.save_checkpoint(tmp_path / "m.pt", m)
+    loaded, meta = models.load_checkpoint(path)
+    assert (meta["arch"], meta["width"], meta["num_classes"]) == (arch, 0.25, 10)
+    x = torch.randn(2, 3, 32, 32)
+    assert torch.equal(loaded(x), m(x))
+    for key, bad in (("width", 0.5), ("arch", "other"), ("num_classes", 100)):
+        with pytest.raises(ValueError, match=f"meta\\['{key}'\\].*contradicts"):
+            models.save_checkpoint(tmp_path / "bad.pt", m, {key: bad})
+    assert not (tmp_path / "bad.pt").exists()
+
+
 def test_checkpoint_errors(tmp_path):
     m = models.create("resnet18", width=0.25)
-    with pytest.raises(ValueError, match="arch"):
-        models.save_checkpoint(tmp_path / "x.pt", m, {})
+    with pytest.raises(ValueError, match="arch"):  # a model not made by create needs meta
+        models.save_checkpoint(tmp_path / "x.pt", nn.Sequential(nn.Linear(2, 3)), {})
     path = models.save_checkpoint(tmp_path / "m.pt", m, {"arch": "resnet18", "width": 0.25})
     with pytest.raises(models.CheckpointError, match="does not exist"):
         models.load_checkpoint(tmp_path / "missing.pt")
@@ -137,8 +154,10 @@ def test_checkpoint_errors(tmp_path):
     torch.save({"weights": torch.zeros(3)}, other)
     with pytest.raises(models.CheckpointError, match="save_checkpoint"):
         models.load_checkpoint(other)
-    wrong = tmp_path / "wrong.pt"
-    models.save_checkpoint(wrong, m, {"arch": "resnet18", "width": 0.5})
+    wrong = tmp_path / "wrong.pt"  # a file whose meta does not describe its weights
+    state = torch.load(path, weights_only=True)
+    state["meta"]["width"] = 0.5
+    torch.save(state, wrong)
     with pytest.raises(models.CheckpointError, match="does not match"):
         models.load_checkpoint(wrong)
     # a pickled arbitrary object is refused by weights_only loading

@@ -4,6 +4,8 @@ schedules, determinism and SIGKILL-resume equivalence of the training loop."""
 from __future__ import annotations
 
 import copy
+import hashlib
+import json
 import os
 import signal
 import subprocess
@@ -19,8 +21,12 @@ from torch import nn
 import interpretable as itp
 from interpretable.training import (
     TrainConfig,
+    accuracy_and_alignment,
     alignment_from_gradients,
     alignment_loss,
+    gradient_cosines,
+    input_gradients,
+    lam_at,
     learning_rate,
     regularized_loss,
 )
@@ -58,30 +64,37 @@ class _GuidedReLU(torch.autograd.Function):
         return g * (x > 0) * (g > 0)
 
 
-def _reference(model: Tiny, x, y, kind="cosine", frozen=True):
-    """L_R written out by hand with functional ops; BN statistics as detached constants when
-    ``frozen``, else exact autograd through F.batch_norm's batch statistics."""
+def _reference(model: Tiny, x, y, kind="cosine", frozen=True, gradient_of="logit"):
+    """L_R written out by hand with functional ops; in the input gradients BN statistics are
+    detached constants when ``frozen``, else exact autograd through F.batch_norm's batch
+    statistics. ``gradient_of``: the true-class logit, or the per-sample cross-entropy, whose
+    gradient at the logits, softmax(z) - onehot, comes from the true train-mode forward."""
 
-    def bn(h, mod):
-        if frozen:
+    def bn(h, mod, constant_stats):
+        if constant_stats:
             mean = h.mean((0, 2, 3)).detach()
             var = h.var((0, 2, 3), unbiased=False).detach()
             return (h - mean[:, None, None]) / torch.sqrt(var[:, None, None] + mod.eps) \
                 * mod.weight[:, None, None] + mod.bias[:, None, None]
         return F.batch_norm(h, None, None, mod.weight, mod.bias, training=True, eps=mod.eps)
 
-    def forward(inp, guided):
+    def forward(inp, guided, constant_stats=frozen):
         relu = _GuidedReLU.apply if guided else F.relu
-        h = relu(bn(F.conv2d(inp, model.c1.weight, model.c1.bias, padding=1), model.b1))
+        h = relu(bn(F.conv2d(inp, model.c1.weight, model.c1.bias, padding=1), model.b1,
+                    constant_stats))
         h = relu(bn(F.conv2d(h, model.c2.weight, None, stride=2, padding=1, groups=2),
-                    model.b2))
+                    model.b2, constant_stats))
         return F.linear(h.mean((2, 3)), model.fc.weight, model.fc.bias)
 
+    z = forward(x, False, constant_stats=False)
+    if gradient_of == "logit":
+        seed = F.one_hot(y, z.shape[1]).to(z.dtype)
+    else:  # d CE / dz = softmax(z) - onehot, a function of the weights too
+        seed = z.softmax(1) - F.one_hot(y, z.shape[1]).to(z.dtype)
     xs = x.clone().requires_grad_(True)
-    (g,) = torch.autograd.grad(forward(xs, False).gather(1, y[:, None]).sum(), xs,
-                               create_graph=True)
+    (g,) = torch.autograd.grad(forward(xs, False), xs, grad_outputs=seed, create_graph=True)
     xg = x.clone().requires_grad_(True)
-    (gg,) = torch.autograd.grad(forward(xg, True).gather(1, y[:, None]).sum(), xg)
+    (gg,) = torch.autograd.grad(forward(xg, True), xg, grad_outputs=seed.detach())
     a, b = g.flatten(1), gg.flatten(1)
     if kind == "cosine":
         return (1 - F.cosine_similarity(a, b, dim=1, eps=1e-30)).mean()
@@ -100,11 +113,14 @@ def tiny():
 
 @pytest.mark.parametrize("kind", ["cosine", "mse", "l1"])
 @pytest.mark.parametrize("bn_stats", ["frozen", "batch"])
-def test_alignment_loss_matches_reference_value_and_weight_gradient(tiny, kind, bn_stats):
+@pytest.mark.parametrize("gradient_of", ["logit", "loss"])
+def test_alignment_loss_matches_reference_value_and_weight_gradient(tiny, kind, bn_stats,
+                                                                    gradient_of):
     model, x, y = tiny
     ref_model = copy.deepcopy(model)
-    ours = alignment_loss(model, x, y, kind=kind, bn_stats=bn_stats)
-    ref = _reference(ref_model, x, y, kind, frozen=bn_stats == "frozen")
+    ours = alignment_loss(model, x, y, kind=kind, bn_stats=bn_stats, gradient_of=gradient_of)
+    ref = _reference(ref_model, x, y, kind, frozen=bn_stats == "frozen",
+                     gradient_of=gradient_of)
     torch.testing.assert_close(ours, ref, rtol=1e-9, atol=1e-12)
     params = list(model.parameters())
     g_ours = torch.autograd.grad(ours, params, allow_unused=True)
@@ -201,6 +217,37 @@ def test_errors_name_the_argument(tiny):
         regularized_loss(model, x, y, lam=-1.0)
     with pytest.raises(ValueError, match="bn_stats"):
         alignment_loss(model, x, y, bn_stats="running")
+    for bad in ("logits", "ce", None):
+        with pytest.raises(ValueError, match="gradient_of must be one of"):
+            alignment_loss(model, x, y, gradient_of=bad)
+        with pytest.raises(ValueError, match="gradient_of must be one of"):
+            regularized_loss(model, x, y, gradient_of=bad)
+        with pytest.raises(ValueError, match="gradient_of must be one of"):
+            TrainConfig(gradient_of=bad).validate()
+
+
+def test_loss_gradients_differ_from_logit_gradients_and_cost_one_forward(tiny):
+    model, x, y = tiny
+    model.eval()
+    calls = []
+    h = model.register_forward_hook(lambda *a: calls.append(1))
+    try:
+        _, g_logit, gg_logit = input_gradients(model, x, y, create_graph=False)
+        _, g_loss, gg_loss = input_gradients(model, x, y, create_graph=False,
+                                             gradient_of="loss")
+    finally:
+        h.remove()
+    assert len(calls) == 2  # one forward each
+    # d CE_i / dx_i = sum_k (p_k - 1[k = y_i]) dz_k / dx_i: check it against the logit
+    # gradients of every class, sample by sample (eval mode: samples are independent)
+    xs = x.clone().requires_grad_(True)
+    z = model(xs)
+    p = z.softmax(1).detach()
+    w = p - F.one_hot(y, z.shape[1]).to(p.dtype)
+    (expect,) = torch.autograd.grad((z * w).sum(), xs)
+    torch.testing.assert_close(g_loss, expect)
+    assert not torch.allclose(g_loss, g_logit)
+    assert not torch.allclose(gg_loss, gg_logit)
 
 
 def test_alignment_of_identical_or_zero_gradients():
@@ -223,6 +270,116 @@ def test_learning_rate_schedules():
     assert learning_rate(one, 5, 9, 10) == pytest.approx(0.2 * 0.5)
     cos = TrainConfig(epochs=10, lr=0.2, warmup_epochs=0, schedule="cosine")
     assert learning_rate(cos, 9, 9, 10) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_lambda_warmup_ramps_linearly():
+    cfg = TrainConfig(epochs=4, lam=2.0, lam_warmup=2)
+    assert lam_at(cfg, 0, 0, 10) == pytest.approx(2.0 / 20)
+    assert lam_at(cfg, 0, 9, 10) == pytest.approx(1.0)
+    assert lam_at(cfg, 1, 9, 10) == pytest.approx(2.0)
+    assert lam_at(cfg, 3, 5, 10) == 2.0
+    assert lam_at(TrainConfig(lam=0.3), 0, 0, 10) == 0.3  # no warm-up: constant
+    with pytest.raises(ValueError, match="lam_warmup"):
+        TrainConfig(epochs=2, lam_warmup=3).validate()
+
+
+def test_accuracy_and_alignment_against_the_attribution_methods(test_set):
+    from interpretable.attribution import gradient, guided_backprop
+
+    torch.manual_seed(0)
+    model = itp.models.create("resnet18", width=0.125).eval()
+    subset = torch.utils.data.Subset(test_set, list(range(40)))
+    out = accuracy_and_alignment(model, subset, "cpu", batch_size=16, align_images=20,
+                                 gradient_of=("logit", "loss"))
+    x, y = test_set.tensors(list(range(40)))
+    with torch.no_grad():
+        z = model(x)
+    assert out["test_acc"] == pytest.approx(100 * (z.argmax(1) == y).float().mean().item())
+    top5 = (z.topk(5, 1).indices == y[:, None]).any(1).float().mean().item()
+    assert out["test_top5"] == pytest.approx(100 * top5)
+    cos = F.cosine_similarity(gradient(model, x[:20], y[:20]).flatten(1),
+                              guided_backprop(model, x[:20], y[:20]).flatten(1), dim=1)
+    assert out["align_images"] == 20
+    assert out["test_align_logit"] == pytest.approx(1 - cos.mean().item(), abs=1e-5)
+    half = 1.959963984540054 * cos.std().item() / 20 ** 0.5
+    lo, hi = out["test_align_logit_ci"]
+    assert lo < out["test_align_logit"] < hi
+    assert hi - lo == pytest.approx(2 * half, rel=0.1)  # t(19) is ~4% wider than the normal
+    assert out["test_align_loss"] != out["test_align_logit"]
+    single = accuracy_and_alignment(model, subset, "cpu", align_images=20)
+    assert single["test_align"] == pytest.approx(out["test_align_logit"], abs=1e-6)
+    assert "test_align_loss" not in single and model.training is False
+    torch.testing.assert_close(gradient_cosines(x, 2 * x), torch.ones(40))
+
+
+def test_init_fine_tunes_from_a_checkpoint_and_resumes(tmp_path, monkeypatch):
+    from interpretable.cli import main
+    from interpretable.training import loop
+
+    torch.manual_seed(1)
+    start = itp.models.create("resnet18", width=0.0625)
+    init = itp.models.save_checkpoint(tmp_path / "start.pt", start)  # no meta needed
+    args = ["train", "--preset", "ci", "--epochs", "2", "--width", "0.0625", "--lam", "0.5",
+            "--gradient-of", "loss", "--train-per-class", "2", "--init", str(init),
+            "--no-progress"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert main(args + ["--out", str(tmp_path / "a")]) == 0
+        # the same run, interrupted after its first epoch, then resumed by the same command
+        real, calls = loop.accuracy_and_alignment, []
+
+        def flaky(*a, **k):
+            calls.append(1)
+            if len(calls) == 2:
+                raise KeyboardInterrupt
+            return real(*a, **k)
+
+        monkeypatch.setattr(loop, "accuracy_and_alignment", flaky)
+        with pytest.raises(KeyboardInterrupt):
+            main(args + ["--out", str(tmp_path / "b")])
+        monkeypatch.setattr(loop, "accuracy_and_alignment", real)
+        assert (tmp_path / "b" / "last.pt").exists() and not (tmp_path / "b" / "final.pt").exists()
+        assert main(args + ["--out", str(tmp_path / "b")]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    a = itp.models.read_checkpoint(tmp_path / "a" / "final.pt")
+    b = itp.models.read_checkpoint(tmp_path / "b" / "final.pt")
+    for k, v in a["state_dict"].items():
+        assert torch.equal(v, b["state_dict"][k]), k
+    config = json.loads((tmp_path / "a" / "config.json").read_text())
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert config["init"] == str(init) and config["gradient_of"] == "loss"
+    assert summary["init"] == str(init) and summary["gradient_of"] == "loss"
+    assert summary["init_sha256"] == hashlib.sha256(init.read_bytes()).hexdigest()
+    for key in ("test_align_logit", "test_align_loss", "test_align_ci", "test_top5"):
+        assert summary[key] is not None, key
+    # the run started from the checkpoint: its weights moved little from those of start.pt,
+    # far less than from a fresh model of the same seed
+    fresh = itp.models.create("resnet18", width=0.0625).state_dict()
+    w = a["state_dict"]["stem.0.weight"].float()
+    moved = (w - start.state_dict()["stem.0.weight"]).norm()
+    assert moved < 0.5 * (w - fresh["stem.0.weight"]).norm()
+
+
+def test_init_of_another_architecture_is_one_clear_error(tmp_path, capsys):
+    from interpretable.cli import main
+
+    init = itp.models.save_checkpoint(tmp_path / "m.pt", itp.models.create("mobilenet_v2",
+                                                                           width=0.25))
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "ci", "--width", "0.0625", "--init", str(init),
+              "--out", str(tmp_path / "r"), "--no-progress"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "holds a mobilenet_v2 of width 0.25" in err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "ci", "--init", str(tmp_path / "missing.pt"),
+              "--out", str(tmp_path / "r"), "--no-progress"])
+    assert exc.value.code == 2 and "does not exist" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exc:
+        main(["train", "--preset", "finetune", "--out", str(tmp_path / "r")])
+    assert exc.value.code == 2 and "--init" in capsys.readouterr().err
 
 
 def _args(out: Path) -> list[str]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from ..stats import t_quantile as _t_quantile
 from ._results import _pandas, rows_of
 
 __all__ = ["summarize", "paper_table", "PAPER_COLUMNS"]
@@ -11,26 +12,6 @@ __all__ = ["summarize", "paper_table", "PAPER_COLUMNS"]
 #: Paper layout: column name -> tidy-table metric (METHODS.md section 5; [P1] Table 1).
 PAPER_COLUMNS = {"AD": "ad", "AG": "ag", "AI": "ai", "Ins": "insertion", "Del": "deletion"}
 _METRICS = tuple(PAPER_COLUMNS.values())
-
-
-def _t_quantile(q: float, dof: int) -> float:
-    """Student-t quantile (scipy when installed; else the normal one, within 1% for n > 60)."""
-    try:
-        from scipy.stats import t
-    except ImportError:
-        return 1.959963984540054 if q == 0.975 else _normal_quantile(q)
-    return float(t.ppf(q, dof))
-
-
-def _normal_quantile(q: float) -> float:
-    lo, hi = -10.0, 10.0  # bisection on the normal CDF; only used without scipy
-    for _ in range(100):
-        mid = (lo + hi) / 2
-        if 0.5 * (1 + math.erf(mid / math.sqrt(2))) < q:
-            lo = mid
-        else:
-            hi = mid
-    return (lo + hi) / 2
 
 
 def _groups(rows: list[dict]) -> dict[str, list[dict]]:

@@ -31,16 +31,19 @@ from torch.utils.data import Subset
 
 from interpretable import data as itp_data
 from interpretable import models as itp_models
-from interpretable._io import TEMP_SUFFIX, atomic_write_text
+from interpretable._io import TEMP_SUFFIX, atomic_write_text, sha256_file
+from interpretable.stats import mean_interval
 from interpretable.training.losses import (
     ALIGNMENT_KINDS,
     BN_STATS,
-    alignment_from_gradients,
+    GRADIENT_OF,
+    gradient_cosines,
     input_gradients,
     regularized_loss,
 )
 
-__all__ = ["TrainConfig", "TrainResult", "train", "learning_rate", "SCHEDULES"]
+__all__ = ["TrainConfig", "TrainResult", "train", "learning_rate", "lam_at",
+           "accuracy_and_alignment", "SCHEDULES"]
 
 SCHEDULES = ("step", "onecycle", "cosine")
 # Settings that do not change the arithmetic of a run: a resume may differ in these.
@@ -55,6 +58,9 @@ class TrainConfig:
     width: float = 1.0
     lam: float = 7.5e-3
     loss: str = "cosine"                 # alignment kind: cosine | mse | l1
+    gradient_of: str = "logit"           # logit | loss: what the two input gradients differentiate
+    lam_warmup: float = 0.0              # epochs over which lambda ramps linearly from 0
+    init: str | None = None              # start from these weights (fine-tuning), fresh optimizer
     epochs: int = 200
     batch_size: int = 128                # global batch (split across DDP ranks)
     lr: float = 0.1                      # peak learning rate
@@ -94,6 +100,12 @@ class TrainConfig:
         need(math.isfinite(self.lam) and self.lam >= 0, f"lam must be >= 0, got {self.lam}")
         need(self.loss in ALIGNMENT_KINDS,
              f"loss must be one of {ALIGNMENT_KINDS}, got {self.loss!r}")
+        need(self.gradient_of in GRADIENT_OF,
+             f"gradient_of must be one of {GRADIENT_OF}, got {self.gradient_of!r}")
+        need(math.isfinite(self.lam_warmup) and 0 <= self.lam_warmup <= self.epochs,
+             f"lam_warmup must lie in [0, epochs], got {self.lam_warmup}")
+        need(self.init is None or (isinstance(self.init, str) and self.init != ""),
+             f"init must be None or a checkpoint path, got {self.init!r}")
         need(int(self.epochs) == self.epochs and self.epochs >= 1,
              f"epochs must be a positive integer, got {self.epochs}")
         need(self.batch_size >= 1, f"batch_size must be >= 1, got {self.batch_size}")
@@ -128,6 +140,9 @@ class TrainConfig:
         return {k: v for k, v in asdict(self).items() if k not in _COSMETIC}
 
 
+_DEFAULTS = TrainConfig().math_settings()
+
+
 @dataclass
 class TrainResult:
     """What :func:`train` returns: the trained model (eval mode), per-epoch records, summary."""
@@ -160,6 +175,14 @@ def learning_rate(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int)
     if cfg.schedule == "onecycle":
         return cfg.lr * max(0.0, 1.0 - frac)
     return cfg.lr * 0.5 * (1.0 + math.cos(math.pi * frac))
+
+
+def lam_at(cfg: TrainConfig, epoch: int, step: int, steps_per_epoch: int) -> float:
+    """lambda at ``step`` of ``epoch`` (0-based): ``cfg.lam``, ramped linearly from
+    ``cfg.lam / warm-up steps`` to ``cfg.lam`` over the first ``lam_warmup`` epochs."""
+    warm = int(round(cfg.lam_warmup * steps_per_epoch))
+    t = epoch * steps_per_epoch + step + 1
+    return cfg.lam if t >= warm else cfg.lam * t / warm
 
 
 def _seed(seed: int, epoch: int, stream: int, rank: int = 0) -> int:
@@ -254,17 +277,31 @@ def _replicas_identical(model: nn.Module, d: _Dist, device: torch.device) -> boo
 # --------------------------------------------------------------------------------------------
 
 
-def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 500,
-             memory_format=torch.contiguous_format, amp_dtype: torch.dtype | None = None,
-             align_images: int = 0, kind: str = "cosine") -> dict[str, float]:
-    """Top-1 / top-5 accuracy (%) on ``dataset`` and L_R on its first ``align_images`` images.
+def accuracy_and_alignment(model: nn.Module, dataset, device: torch.device | None = None,
+                           batch_size: int = 500, memory_format=torch.contiguous_format,
+                           amp_dtype: torch.dtype | None = None, align_images: int = 0,
+                           gradient_of: str | tuple[str, ...] = "logit",
+                           ) -> dict[str, Any]:
+    """Top-1 / top-5 accuracy (%) on ``dataset`` and gradient alignment on its first
+    ``align_images`` images (METHODS.md section 2).
 
-    The model is evaluated in eval mode and its mode restored afterwards.
+    Alignment is the per-image cos(g, g~) of the true label's logit (``gradient_of="logit"``)
+    or cross-entropy (``"loss"``), eval-mode BN. Returns ``test_acc``, ``test_top5``,
+    ``test_align`` (1 - mean cos, the cosine L_R), ``test_align_ci`` ([low, high], 95%
+    Student-t interval of 1 - mean cos) and ``align_images``; for a tuple of ``gradient_of``
+    values the alignment keys get a suffix (``test_align_logit``, ...). No alignment keys but
+    ``align_images`` when ``align_images`` is 0. The model's mode is restored afterwards.
     """
+    kinds = (gradient_of,) if isinstance(gradient_of, str) else tuple(gradient_of)
+    for k in kinds:
+        if k not in GRADIENT_OF:
+            raise ValueError(f"gradient_of must be one of {GRADIENT_OF}, got {k!r}")
+    device = torch.device(device) if device is not None else next(model.parameters()).device
     was_training = model.training
     model.eval()
     correct1 = correct5 = n = 0
-    align_sum, align_n = 0.0, 0
+    cosines: dict[str, list[float]] = {k: [] for k in kinds}
+    taken = 0
     try:
         for x, y in itp_data.batches(dataset, batch_size, device=device):
             x = x.contiguous(memory_format=memory_format)
@@ -273,16 +310,26 @@ def evaluate(model: nn.Module, dataset, device: torch.device, batch_size: int = 
             top5 = z.topk(min(5, z.shape[1]), dim=1).indices
             correct1 += (top5[:, 0] == y).sum().item()
             correct5 += (top5 == y[:, None]).any(1).sum().item()
-            if align_n < align_images:
-                k = min(align_images - align_n, x.shape[0])
-                _, g, gg = input_gradients(model, x[:k], y[:k], create_graph=False)
-                align_sum += alignment_from_gradients(g, gg, kind).item() * k
-                align_n += k
+            if taken < align_images:
+                k = min(align_images - taken, x.shape[0])
+                for kind in kinds:
+                    _, g, gg = input_gradients(model, x[:k], y[:k], create_graph=False,
+                                               gradient_of=kind)
+                    cosines[kind] += gradient_cosines(g, gg).tolist()
+                taken += k
             n += y.shape[0]
     finally:
         model.train(was_training)
-    return {"test_acc": 100.0 * correct1 / n, "test_top5": 100.0 * correct5 / n,
-            "test_align": align_sum / align_n if align_n else None}
+    out: dict[str, Any] = {"test_acc": 100.0 * correct1 / n, "test_top5": 100.0 * correct5 / n}
+    for kind in kinds:
+        if not taken:
+            break
+        ci = mean_interval(cosines[kind])
+        suffix = "" if isinstance(gradient_of, str) else f"_{kind}"
+        out[f"test_align{suffix}"] = 1.0 - ci["mean"]
+        out[f"test_align{suffix}_ci"] = [1.0 - ci["high"], 1.0 - ci["low"]]
+    out["align_images"] = taken
+    return out
 
 
 def _autocast(device: torch.device, dtype: torch.dtype | None):
@@ -351,7 +398,8 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    meta = {"arch": cfg.arch, "width": float(cfg.width), "num_classes": 100}
+    meta: dict[str, Any] = {}                # arch, width, classes: read from the model
+    init_info = _load_init(cfg, model, device) if cfg.init else None
 
     history: list[dict[str, Any]] = []
     start = 0
@@ -360,7 +408,8 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
         extra = state.get("extra", {})
         saved = extra.get("config", {})
         mine = cfg.math_settings()
-        diff = sorted(k for k in mine if saved.get(k) != mine[k])
+        # settings added after a checkpoint was written count as their defaults
+        diff = sorted(k for k in mine if saved.get(k, _DEFAULTS.get(k)) != mine[k])
         if diff:
             shown = ", ".join(f"{k}: {saved.get(k)!r} -> {mine[k]!r}" for k in diff)
             raise ValueError(f"{ckpt_path} holds a run with other settings ({shown}); "
@@ -403,11 +452,12 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
             for group in opt.param_groups:
                 group["lr"] = lr
             x = x.contiguous(memory_format=fmt)
+            lam = lam_at(cfg, epoch, step, steps)
             with _autocast(device, amp_dtype):
                 loss, parts = regularized_loss(
-                    ddp, x, y, lam=cfg.lam, kind=cfg.loss, detach_guided=cfg.detach_guided,
+                    ddp, x, y, lam=lam, kind=cfg.loss, detach_guided=cfg.detach_guided,
                     reg_fraction=cfg.reg_fraction, generator=pick, bn_stats=cfg.bn_stats,
-                    label_smoothing=cfg.label_smoothing,
+                    label_smoothing=cfg.label_smoothing, gradient_of=cfg.gradient_of,
                     grad_scale=1024.0 if amp_dtype == torch.float16 else 1.0)
             opt.zero_grad(set_to_none=True)
             scaler.scale(loss).backward()
@@ -432,13 +482,15 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
             "epoch": epoch + 1, "lr": lr,
             "train_ce": ce_sum / n,
             "train_align": align_sum / n if cfg.lam > 0 else None,
-            "train_loss": (ce_sum + cfg.lam * align_sum) / n,
+            "train_loss": (ce_sum + lam * align_sum) / n,   # lambda of the epoch's last step
             "train_acc": 100.0 * correct / n,
         }
+        if cfg.lam_warmup:
+            record["lam"] = lam
         if d.main:
-            record.update(evaluate(model, test_set, device, memory_format=fmt,
-                                   amp_dtype=amp_dtype, align_images=cfg.align_eval_images,
-                                   kind=cfg.loss))
+            record.update(accuracy_and_alignment(
+                model, test_set, device, memory_format=fmt, amp_dtype=amp_dtype,
+                align_images=cfg.align_eval_images, gradient_of=cfg.gradient_of))
         record["train_seconds"] = train_seconds
         record["seconds"] = time.perf_counter() - t0
         if d.main:
@@ -463,9 +515,35 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
         raise RuntimeError("DDP replicas ended with different weights")
     if not history or "test_acc" not in history[-1]:
         history = _reload_history(ckpt_path, device, history)
+    if init_info is None and cfg.init:
+        init_info = _init_record(cfg.init)
     summary = _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype,
-                      final_path, identical)
+                      final_path, identical, init_info)
     return TrainResult(model.eval(), history, summary)
+
+
+def _init_record(path: str) -> dict[str, Any]:
+    return {"path": path, "sha256": sha256_file(path)}
+
+
+def _load_init(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict[str, Any]:
+    """Copy the weights of ``cfg.init`` into ``model`` (which was built from ``cfg``)."""
+    state = itp_models.read_checkpoint(cfg.init, map_location=device)
+    theirs = state["meta"]
+    mine = itp_models.model_spec(model)
+    for key in ("arch", "width", "num_classes"):
+        if theirs.get(key) != mine[key]:
+            raise ValueError(
+                f"init checkpoint {cfg.init!r} holds a {theirs.get('arch')} of width "
+                f"{theirs.get('width')} with {theirs.get('num_classes')} classes; this run "
+                f"trains a {mine['arch']} of width {mine['width']} with {mine['num_classes']} "
+                "classes (set --arch/--width to match the checkpoint)")
+    try:
+        model.load_state_dict(state["state_dict"])  # float16 final.pt: copied into float32
+    except RuntimeError as exc:
+        raise itp_models.CheckpointError(
+            f"init checkpoint {cfg.init!r} does not match its metadata: {exc}") from exc
+    return _init_record(cfg.init)
 
 
 def _reload_history(ckpt_path: Path, device, history):
@@ -494,13 +572,17 @@ def _line(r: dict[str, Any]) -> str:
 
 
 def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, final_path,
-            identical) -> dict[str, Any]:
+            identical, init_info) -> dict[str, Any]:
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
         "arch": cfg.arch, "width": cfg.width, "lam": cfg.lam, "loss": cfg.loss,
-        "epochs": cfg.epochs, "reg_fraction": cfg.reg_fraction,
+        "gradient_of": cfg.gradient_of, "lam_warmup": cfg.lam_warmup,
+        "init": init_info["path"] if init_info else None,
+        "init_sha256": init_info["sha256"] if init_info else None,
+        "epochs": cfg.epochs, "reg_fraction": cfg.reg_fraction, "seed": cfg.seed,
         "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
-        "test_align": last.get("test_align"),
+        "test_align": last.get("test_align"), "test_align_ci": last.get("test_align_ci"),
+        "align_images": last.get("align_images"),
         "train_seconds": sum(r["train_seconds"] for r in history),
         "seconds": sum(r["seconds"] for r in history),
         "world_size": d.world, "replicas_identical": identical,
@@ -515,10 +597,19 @@ def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, fina
         half = copy.deepcopy(model).half()
         back = copy.deepcopy(model)
         back.load_state_dict(half.state_dict())
-        acc = evaluate(back, test_set, device, memory_format=fmt, amp_dtype=amp_dtype)
+        # the stored weights are measured again, alignment of both gradients included
+        acc = accuracy_and_alignment(back, test_set, device, memory_format=fmt,
+                                     amp_dtype=amp_dtype, align_images=cfg.align_eval_images,
+                                     gradient_of=GRADIENT_OF)
         summary["test_acc_float16_weights"] = acc["test_acc"]
         if summary["test_acc"] is not None and abs(acc["test_acc"] - summary["test_acc"]) <= 0.1:
             save_model, weights_dtype = half, "float16"
+            summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
+    if "test_align_logit" not in summary:
+        acc = accuracy_and_alignment(save_model, test_set, device, memory_format=fmt,
+                                     amp_dtype=amp_dtype, align_images=cfg.align_eval_images,
+                                     gradient_of=GRADIENT_OF)
+        summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
     final_meta = {**meta, "weights_dtype": weights_dtype, "training": asdict(cfg),
                   "test_acc": summary["test_acc"], "test_top5": summary["test_top5"],
                   "test_align": summary["test_align"], "history": history}

@@ -1,8 +1,9 @@
 """The gradient-alignment regularizer and the regularized loss (METHODS.md section 2).
 
-L = L_C + lambda * L_R. ``g`` is the standard input gradient of the ground-truth logit, taken
-with ``create_graph=True`` so L_R reaches the weights (double backprop); ``g~`` is the guided
-backpropagation gradient of the same logit, a constant target by default. Both come from ONE
+L = L_C + lambda * L_R. ``g`` is the standard input gradient of the ground-truth logit (or,
+with ``gradient_of="loss"``, of the per-sample cross-entropy), taken with
+``create_graph=True`` so L_R reaches the weights (double backprop); ``g~`` is the guided
+backpropagation gradient of the same quantity, a constant target by default. Both come from ONE
 shared forward pass: :func:`~interpretable.attribution.relu_rules.switchable_relus` picks the
 ReLU backward rule at backward time.
 
@@ -31,6 +32,8 @@ from interpretable.attribution.relu_rules import switchable_relus
 __all__ = [
     "ALIGNMENT_KINDS",
     "BN_STATS",
+    "GRADIENT_OF",
+    "gradient_cosines",
     "alignment_from_gradients",
     "alignment_loss",
     "input_gradients",
@@ -40,6 +43,8 @@ __all__ = [
 
 ALIGNMENT_KINDS = ("cosine", "mse", "l1")
 BN_STATS = ("frozen", "batch")
+#: What the two input gradients differentiate (METHODS.md section 2, "What is differentiated").
+GRADIENT_OF = ("logit", "loss")
 
 
 # --------------------------------------------------------------------------------------------
@@ -196,7 +201,16 @@ def input_gradient_rules(model: nn.Module, frozen_bn: bool = True) -> Iterator[_
 # --------------------------------------------------------------------------------------------
 
 
-def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str, bn_stats: str) -> None:
+def check_gradient_of(gradient_of: str) -> str:
+    """``gradient_of`` itself, or a ValueError naming the argument and the choices."""
+    if gradient_of not in GRADIENT_OF:
+        raise ValueError(f"gradient_of must be one of {GRADIENT_OF}, got {gradient_of!r}")
+    return gradient_of
+
+
+def _check(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str, bn_stats: str,
+           gradient_of: str = "logit") -> None:
+    check_gradient_of(gradient_of)
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
     if not isinstance(x, torch.Tensor) or x.dim() != 4 or not x.is_floating_point():
@@ -216,6 +230,15 @@ def _describe(t) -> str:
     return type(t).__name__
 
 
+def gradient_cosines(g: torch.Tensor, guided: torch.Tensor) -> torch.Tensor:
+    """Per-sample cos(vec g_i, vec g~_i), shape (B,), in at least float32 (0 for a zero
+    gradient, never NaN). ``1 - gradient_cosines(g, gg).mean()`` is the cosine L_R."""
+    dtype = torch.promote_types(g.dtype, torch.float32)  # at least float32 (fp16/bf16 AMP)
+    a = g.flatten(1).to(dtype)
+    b = guided.flatten(1).to(dtype)
+    return (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(1e-12)
+
+
 def alignment_from_gradients(g: torch.Tensor, guided: torch.Tensor,
                              kind: str = "cosine") -> torch.Tensor:
     """L_R from the two gradients (B, C, H, W): a mean over samples (METHODS.md section 2).
@@ -227,13 +250,12 @@ def alignment_from_gradients(g: torch.Tensor, guided: torch.Tensor,
     """
     if kind not in ALIGNMENT_KINDS:
         raise ValueError(f"kind must be one of {ALIGNMENT_KINDS}, got {kind!r}")
-    dtype = torch.promote_types(g.dtype, torch.float32)  # at least float32 (fp16/bf16 AMP)
+    if kind == "cosine":
+        return (1 - gradient_cosines(g, guided)).mean()
+    dtype = torch.promote_types(g.dtype, torch.float32)
     a = g.flatten(1).to(dtype)
     b = guided.flatten(1).to(dtype)
     eps = 1e-12
-    if kind == "cosine":
-        cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp_min(eps)
-        return (1 - cos).mean()
     a = a / a.norm(dim=1, keepdim=True).clamp_min(eps)
     b = b / b.norm(dim=1, keepdim=True).clamp_min(eps)
     d = a - b
@@ -243,8 +265,13 @@ def alignment_from_gradients(g: torch.Tensor, guided: torch.Tensor,
 def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
                     detach_guided: bool = True, bn_stats: str = "frozen",
                     grad_scale: float = 1.0, create_graph: bool = True,
+                    gradient_of: str = "logit",
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One forward, then the guided and the standard input gradient of the label logits.
+
+    ``gradient_of="loss"`` differentiates the per-sample cross-entropy CE(f(x_i), y_i) (no
+    label smoothing) instead of the logit y_i (METHODS.md section 2): the same two backward
+    passes, started from ``softmax - onehot`` at the logits instead of ``onehot``.
 
     Returns ``(logits (B, K), g (B, C, H, W), g_guided (B, C, H, W))``; ``g`` carries a graph
     to the weights (``create_graph=True``), ``g_guided`` too when ``detach_guided`` is false.
@@ -258,7 +285,11 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
         with input_gradient_rules(model, bn_stats == "frozen") as rule, \
                 switchable_relus(model) as switch:
             logits = model(xx)
-        target = logits.gather(1, y[:, None].long()).sum()
+        if check_gradient_of(gradient_of) == "logit":
+            target = logits.gather(1, y[:, None].long()).sum()
+        else:  # a sum of per-sample losses: sample i's input gradient is d CE_i / d x_i
+            wide = logits.to(torch.promote_types(logits.dtype, torch.float32))  # AMP: >= fp32
+            target = F.cross_entropy(wide, y.long(), reduction="sum")
         if grad_scale != 1.0:
             target = target * grad_scale
         rule.input_only = True
@@ -275,16 +306,18 @@ def input_gradients(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
 
 
 def alignment_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, kind: str = "cosine",
-                   detach_guided: bool = True, bn_stats: str = "frozen") -> torch.Tensor:
+                   detach_guided: bool = True, bn_stats: str = "frozen",
+                   gradient_of: str = "logit") -> torch.Tensor:
     """L_R (scalar), differentiable w.r.t. the weights (METHODS.md section 2).
 
-    x: (B, C, H, W) normalized images; y: (B,) ground-truth labels whose logits are
-    differentiated. ``kind``: ``cosine`` (default), ``mse`` or ``l1``. Runs its own forward;
+    x: (B, C, H, W) normalized images; y: (B,) ground-truth labels whose logits
+    (``gradient_of="logit"``) or per-sample cross-entropies (``"loss"``) are differentiated.
+    ``kind``: ``cosine`` (default), ``mse`` or ``l1``. Runs its own forward;
     the model's mode is used as is (train mode: BN batch statistics; see ``bn_stats`` in the
     module docstring).
     """
-    _check(model, x, y, kind, bn_stats)
-    _, g, guided = input_gradients(model, x, y, detach_guided, bn_stats)
+    _check(model, x, y, kind, bn_stats, gradient_of)
+    _, g, guided = input_gradients(model, x, y, detach_guided, bn_stats, gradient_of=gradient_of)
     return alignment_from_gradients(g, guided, kind)
 
 
@@ -292,8 +325,12 @@ def regularized_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: fl
                      kind: str = "cosine", detach_guided: bool = True, reg_fraction: float = 1.0,
                      generator: torch.Generator | None = None, bn_stats: str = "frozen",
                      label_smoothing: float = 0.0, grad_scale: float = 1.0,
+                     gradient_of: str = "logit",
                      ) -> tuple[torch.Tensor, dict[str, torch.Tensor | None]]:
     """L = L_C + lam * L_R from one shared forward pass (METHODS.md section 2).
+
+    ``gradient_of``: ``"logit"`` (the true-class logit is differentiated) or ``"loss"`` (the
+    per-sample cross-entropy, without label smoothing); the same cost either way.
 
     Returns ``(loss, parts)``: ``parts["ce"]`` (scalar, detached), ``parts["align"]`` (scalar
     L_R, detached; ``None`` when ``lam == 0``), ``parts["logits"]`` (B, K) detached, in the
@@ -307,7 +344,7 @@ def regularized_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: fl
     train-mode BN normalizes each part with its own statistics and updates its running
     statistics once per part.
     """
-    _check(model, x, y, kind, bn_stats)
+    _check(model, x, y, kind, bn_stats, gradient_of)
     if not 0.0 <= float(lam) < float("inf"):
         raise ValueError(f"lam must be a finite number >= 0, got {lam!r}")
     if not 0.0 < float(reg_fraction) <= 1.0:
@@ -320,7 +357,8 @@ def regularized_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: fl
 
     k = max(1, int(round(reg_fraction * b)))
     if k >= b:
-        logits, g, guided = input_gradients(model, x, y, detach_guided, bn_stats, grad_scale)
+        logits, g, guided = input_gradients(model, x, y, detach_guided, bn_stats, grad_scale,
+                                            gradient_of=gradient_of)
         align = alignment_from_gradients(g, guided, kind)
         ce = F.cross_entropy(logits, y, label_smoothing=label_smoothing)
     else:
@@ -331,7 +369,7 @@ def regularized_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, lam: fl
         x_reg = x.index_select(0, sel).contiguous(memory_format=fmt)
         x_rest = x.index_select(0, rest).contiguous(memory_format=fmt)
         logits_reg, g, guided = input_gradients(model, x_reg, y[sel], detach_guided, bn_stats,
-                                                grad_scale)
+                                                grad_scale, gradient_of=gradient_of)
         logits_rest = model(x_rest)
         align = alignment_from_gradients(g, guided, kind)
         logits = torch.empty((b,) + logits_reg.shape[1:], dtype=logits_reg.dtype,

@@ -1,0 +1,171 @@
+"""Every long run of the book in two lanes of one thread each; re-running resumes all of them.
+
+Started by ``bash reference/run_all.sh`` (also ``pause``, ``resume``, ``status``). A lane takes
+the first job of :data:`JOBS` that is neither finished nor taken and whose inputs exist (a
+sweep waits for its baseline), runs it as ``python -m interpretable ...`` with
+``OMP_NUM_THREADS=1`` and its output in ``reference/logs/<job>.out`` (not committed), and
+repeats. Each job resumes by itself (training from ``last.pt``), so a killed run_all loses at
+most an epoch per lane. A finished training job leaves ``final.pt`` and loses ``last.pt``.
+The child process ids are in ``reference/logs/lane<N>.pid`` (for SIGSTOP / SIGCONT).
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+ROOT = HERE.parent
+sys.path.insert(0, str(ROOT))
+
+from interpretable import sweep  # noqa: E402
+
+LOGS = HERE / "logs"
+LANES = int(os.environ.get("LANES", "2"))
+
+
+@dataclass
+class Job:
+    name: str                    # the run folder, relative to reference/
+    args: list[str]              # after ``python -m interpretable``
+    needs: tuple[str, ...] = ()  # files (relative to reference/) that must exist first
+
+    @property
+    def out(self) -> Path:
+        return HERE / self.name
+
+    def done(self) -> bool:
+        return (self.out / "final.pt").is_file() and (self.out / "summary.json").is_file()
+
+    def ready(self) -> bool:
+        return all((HERE / n).is_file() for n in self.needs)
+
+
+def _train(name: str, *args: str, needs: tuple[str, ...] = ()) -> Job:
+    return Job(name, ["train", *args, "--out", f"reference/{name}", "--no-progress"], needs)
+
+
+# The four reference runs (cpu preset), all finished.
+REFERENCE = [
+    _train("resnet18_baseline", "--preset", "cpu", "--arch", "resnet18", "--lam", "0"),
+    _train("mobilenet_v2_regularized", "--preset", "cpu", "--arch", "mobilenet_v2",
+           "--lam", "7.5e-3"),
+    _train("resnet18_regularized", "--preset", "cpu", "--arch", "resnet18", "--lam", "7.5e-3"),
+    _train("mobilenet_v2_baseline", "--preset", "cpu", "--arch", "mobilenet_v2", "--lam", "0"),
+]
+
+# Order within a sweep: the control, then lambdas spread over the range so the curve's shape
+# is known early, then the rest (the rule in interpretable.sweep does not depend on order).
+_ORDER = {"resnet18": [("logit", 0.0), ("logit", 1.0), ("logit", 0.3), ("logit", 2.0),
+                       ("logit", 3.0), ("logit", 7.5e-3), ("logit", 0.5), ("logit", 1.5),
+                       ("logit", 0.1), ("logit", 5.0), ("loss", 1.0), ("loss", 3.0),
+                       ("loss", 7.5e-3), ("loss", 2.0), ("loss", 5.0)],
+          "mobilenet_v2": [("logit", 0.0), ("logit", 1.0), ("logit", 0.3), ("logit", 2.0),
+                           ("logit", 3.0), ("logit", 7.5e-3)]}
+
+
+def _sweep_jobs(arch: str) -> list[Job]:
+    base = f"{sweep.BASELINES[arch]}/final.pt"
+    jobs = []
+    assert sorted(_ORDER[arch]) == sorted(sweep.planned(arch, ("logit", "loss")
+                                                         if arch == "resnet18" else ("logit",)))
+    for g, lam in _ORDER[arch]:
+        name = str(sweep.run_dir("", arch, g, lam))
+        jobs.append(_train(name, "--preset", "finetune", "--arch", arch, "--lam", f"{lam:g}",
+                           "--gradient-of", g, "--init", f"reference/{base}", needs=(base,)))
+    return jobs
+
+
+JOBS: list[Job] = REFERENCE + _sweep_jobs("resnet18") + _sweep_jobs("mobilenet_v2")
+
+
+class Scheduler:
+    def __init__(self, jobs: list[Job], python: str) -> None:
+        self.jobs, self.python = jobs, python
+        self.taken: set[str] = set()
+        self.failed: set[str] = set()
+        self.lock = threading.Lock()
+
+    def _next(self) -> Job | None | bool:
+        """A job to run; None when nothing is left; False when the rest wait for inputs."""
+        with self.lock:
+            waiting = False
+            for job in self.jobs:
+                if job.name in self.taken or job.name in self.failed or job.done():
+                    continue
+                if not job.ready():
+                    waiting = True
+                    continue
+                self.taken.add(job.name)
+                return job
+            return False if waiting and any(j.name in self.taken for j in self.jobs) else None
+
+    def lane(self, index: int) -> None:
+        while True:
+            job = self._next()
+            if job is None:
+                return
+            if job is False:   # inputs are being made by the other lane
+                time.sleep(30)
+                continue
+            self._run(index, job)
+
+    def _run(self, index: int, job: Job) -> None:
+        log = LOGS / (job.name.replace("/", "__") + ".out")
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+        t0 = time.time()
+        print(f"[lane {index}] {time.strftime('%H:%M')} start {job.name}", flush=True)
+        with open(log, "a") as f:
+            proc = subprocess.Popen([self.python, "-m", "interpretable", *job.args], cwd=ROOT,
+                                    stdout=f, stderr=subprocess.STDOUT, env=env)
+            (LOGS / f"lane{index}.pid").write_text(f"{proc.pid}\n")
+            rc = proc.wait()
+        (LOGS / f"lane{index}.pid").unlink(missing_ok=True)
+        minutes = (time.time() - t0) / 60
+        with self.lock:
+            self.taken.discard(job.name)
+            if rc != 0 or not job.done():
+                self.failed.add(job.name)
+                print(f"[lane {index}] FAILED {job.name} (exit {rc}, {minutes:.0f} min); "
+                      f"see {log}", flush=True)
+                return
+        (job.out / "last.pt").unlink(missing_ok=True)
+        print(f"[lane {index}] {time.strftime('%H:%M')} done {job.name} ({minutes:.0f} min)",
+              flush=True)
+
+
+def main() -> int:
+    LOGS.mkdir(exist_ok=True)
+    python = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
+    with open(LOGS / "run_all.lock", "w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            print("run_all is already running (reference/logs/run_all.lock)", file=sys.stderr)
+            return 1
+        for job in JOBS:  # finished runs need no optimizer state
+            if job.done():
+                (job.out / "last.pt").unlink(missing_ok=True)
+        left = [j.name for j in JOBS if not j.done()]
+        print(f"{len(JOBS) - len(left)} of {len(JOBS)} jobs finished; {LANES} lanes for the "
+              f"other {len(left)}", flush=True)
+        sched = Scheduler(JOBS, python)
+        lanes = [threading.Thread(target=sched.lane, args=(i,)) for i in range(LANES)]
+        for t in lanes:
+            t.start()
+        for t in lanes:
+            t.join()
+        if sched.failed:
+            print(f"failed: {sorted(sched.failed)}", file=sys.stderr)
+            return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
