@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["GRID", "TOLERANCE", "BASELINES", "run_name", "run_dir", "planned", "summaries",
-           "choose_lambda"]
+           "table", "choose_lambda", "verify_run"]
 
 #: lambda values of each curve, per architecture (the control lambda = 0 is separate).
 GRID: dict[str, dict[str, tuple[float, ...]]] = {
@@ -73,6 +73,28 @@ def summaries(root: str | Path, arch: str) -> list[dict[str, Any]]:
     return out
 
 
+def table(root: str | Path, arch: str) -> list[dict[str, Any]]:
+    """One row per finished sweep run of ``arch``, sorted by (gradient_of, lambda).
+
+    Keys: ``run``, ``gradient_of`` (``"control"`` for lambda = 0), ``lam``, ``top1``,
+    ``top5``, ``cos`` (mean cos(g, g~) of the logit gradient), ``cos_low`` / ``cos_high`` (its
+    95% interval), ``cos_loss`` (the same for the cross-entropy gradient), ``images``
+    (alignment images), ``hours`` (wall clock of the run, pauses included).
+    """
+    rows = []
+    for s in summaries(root, arch):
+        lo, hi = s["test_align_logit_ci"]
+        rows.append({
+            "run": s["run"], "gradient_of": "control" if s["lam"] == 0 else s["gradient_of"],
+            "lam": s["lam"], "top1": s["test_acc"], "top5": s["test_top5"],
+            "cos": 1 - s["test_align_logit"], "cos_low": 1 - hi, "cos_high": 1 - lo,
+            "cos_loss": 1 - s["test_align_loss"], "images": s["align_images"],
+            "hours": s["seconds"] / 3600,
+        })
+    return sorted(rows, key=lambda r: (r["gradient_of"] != "control", r["gradient_of"],
+                                       r["lam"]))
+
+
 def choose_lambda(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> dict[str, Any]:
     """Apply the rule of the module docstring to finished sweep runs of one architecture.
 
@@ -101,3 +123,63 @@ def choose_lambda(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> d
         choice = min(best, key=lambda c: (best[c]["test_align_logit"], c != "logit"))
     return {"lam": best[choice]["lam"] if choice else None, "gradient_of": choice,
             "control_acc": control_acc, "threshold": threshold, "per_curve": per_curve}
+
+
+def verify_run(folder: str | Path, device=None, align_images: int | None = None,
+               atol_acc: float = 0.0, atol_align: float = 1e-4) -> dict[str, Any]:
+    """Re-measure a finished run from its ``final.pt`` and compare with its ``summary.json``.
+
+    Top-1 and top-5 on the whole test set must match exactly (``atol_acc`` points, default
+    0); 1 - mean cos of both gradients on the first ``align_images`` test images (default:
+    as many as the summary used) within ``atol_align`` (float rounding of a different batch
+    split or thread count). Returns ``{"ok", "measured", "committed", "differences"}``.
+    """
+    from . import data, models
+    from .training import GRADIENT_OF, accuracy_and_alignment
+
+    folder = Path(folder)
+    committed = json.loads((folder / "summary.json").read_text())
+    n = committed["align_images"] if align_images is None else align_images
+    model, _ = models.load_checkpoint(folder / "final.pt", map_location=device or "cpu")
+    got = accuracy_and_alignment(model, data.cifar100("test"), device, align_images=n,
+                                 gradient_of=GRADIENT_OF)
+    # accuracy of the stored weights: float16 ones are measured again when they are written
+    half = committed.get("weights_dtype") == "float16"
+    diffs = {}
+    for k in ("test_acc", "test_top5"):
+        key = f"{k}_float16_weights" if half else k
+        if key in committed:  # (runs written before top-5 of float16 weights was recorded)
+            diffs[k] = abs(got[k] - committed[key])
+    if n == committed["align_images"]:
+        diffs.update({f"test_align_{g}": abs(got[f"test_align_{g}"] - committed[f"test_align_{g}"])
+                      for g in GRADIENT_OF})
+    ok = all(v <= (atol_acc if k in ("test_acc", "test_top5") else atol_align)
+             for k, v in diffs.items())
+    return {"ok": ok, "measured": got, "committed": committed, "differences": diffs}
+
+
+def markdown(root: str | Path, arch: str) -> str:
+    """The sweep of ``arch`` as a Markdown table, with lambda* by the rule (for READMEs)."""
+    rows = table(root, arch)
+    lines = ["| variant | lambda | top-1 % | top-5 % | cos(g, g~) [95% CI] | cos, loss gradient "
+             "| hours |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        lines.append(f"| {r['gradient_of']} | {r['lam']:g} | {r['top1']:.2f} | {r['top5']:.2f} "
+                     f"| {r['cos']:.4f} [{r['cos_low']:.4f}, {r['cos_high']:.4f}] "
+                     f"| {r['cos_loss']:.4f} | {r['hours']:.2f} |")
+    if any(r["lam"] == 0 for r in rows):
+        c = choose_lambda(summaries(root, arch))
+        lines.append("")
+        lines.append(f"lambda* = {c['lam']} ({c['gradient_of']}); control top-1 "
+                     f"{c['control_acc']:.2f}%, threshold {c['threshold']:.2f}%; largest lambda "
+                     f"within it per variant: {c['per_curve']}")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m interpretable.sweep [ROOT]: the tables and lambda*
+    import sys
+
+    here = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent \
+        / "reference"
+    for name in GRID:
+        print(f"## {name}\n\n{markdown(here, name)}\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -61,3 +62,29 @@ def test_names_grid_and_summaries(tmp_path):
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps(_run(1.0, 64.0)))
     assert [s["run"] for s in sweep.summaries(tmp_path, "resnet18")] == ["logit_lam1"]
+
+
+def test_verify_run_recomputes_the_committed_numbers(tmp_path):
+    import torch
+
+    from interpretable import data, models
+    from interpretable.training import GRADIENT_OF, accuracy_and_alignment
+
+    torch.manual_seed(0)
+    net = models.create("resnet18", width=0.0625).eval()
+    models.save_checkpoint(tmp_path / "final.pt", copy.deepcopy(net).half())
+    half = net.half().float()  # what the float16 final.pt gives back
+    got = accuracy_and_alignment(half, data.cifar100("test"), align_images=64,
+                                 gradient_of=GRADIENT_OF)
+    summary = {**got, "weights_dtype": "float16", "test_acc": got["test_acc"] + 0.05,
+               "test_acc_float16_weights": got["test_acc"],
+               "test_top5_float16_weights": got["test_top5"]}
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    check = sweep.verify_run(tmp_path)
+    assert check["ok"], check["differences"]
+    assert set(check["differences"]) == {"test_acc", "test_top5", "test_align_logit",
+                                         "test_align_loss"}
+    summary["test_align_loss"] += 1e-3  # a stale number is caught
+    (tmp_path / "summary.json").write_text(json.dumps(summary))
+    check = sweep.verify_run(tmp_path)
+    assert not check["ok"] and check["differences"]["test_align_loss"] > 9e-4

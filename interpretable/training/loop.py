@@ -602,6 +602,7 @@ def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, fina
                                      amp_dtype=amp_dtype, align_images=cfg.align_eval_images,
                                      gradient_of=GRADIENT_OF)
         summary["test_acc_float16_weights"] = acc["test_acc"]
+        summary["test_top5_float16_weights"] = acc["test_top5"]
         if summary["test_acc"] is not None and abs(acc["test_acc"] - summary["test_acc"]) <= 0.1:
             save_model, weights_dtype = half, "float16"
             summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
