@@ -1,7 +1,9 @@
-"""Command line: ``python -m interpretable train ...`` (also ``interpretable train ...``).
+"""Command line: ``python -m interpretable train|evaluate ...`` (also ``interpretable ...``).
 
-Under ``torchrun --nproc_per_node=N -m interpretable train ...`` the same command trains with
-DistributedDataParallel. Bad options print one line (no traceback) and exit with status 2.
+``train``: under ``torchrun --nproc_per_node=N -m interpretable train ...`` the same command
+trains with DistributedDataParallel. ``evaluate RUN``: the CAM metrics of a trained run on the
+test set, resumable, with provenance (:func:`interpretable.metrics.evaluate_run`). Bad options
+print one line (no traceback) and exit with status 2.
 """
 
 from __future__ import annotations
@@ -50,8 +52,122 @@ def _positive_int_or_none(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
 
 
+def _images(text: str) -> int | None:
+    if text.strip().lower() == "all":
+        return None
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 'all' or a positive whole number, got {text!r}")
+    return n
+
+
+def _positive_int(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
+    return n
+
+
+def _seed(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
+    return n
+
+
+# The keys of interpretable.metrics.runs.METHOD_NAMES and its DEFAULT_METHODS, spelled out so
+# that building the parser (and --help) does not import torch; tests/test_cli.py checks them.
+EVALUATE_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "scorecam", "fastcam")
+EVALUATE_DEFAULT = "gradcam,gradcam++,scorecam,fastcam"
+
+
+def _add_evaluate(sub) -> None:
+    e = sub.add_parser(
+        "evaluate", help="score CAM methods of a trained run on the CIFAR-100 test set",
+        description="Score CAM methods of a trained run on the CIFAR-100 test set with the "
+        "metrics of METHODS.md section 5 (per image: AD, AG, AI, insertion, deletion). Writes "
+        "one row per image and method to --out, after every batch; re-running the same "
+        "command resumes where an interrupted run stopped and gives the same rows. When done "
+        "it writes OUT.provenance.json (checkpoint sha256, versions, git commit, command, "
+        "settings, time) and prints the mean of each metric per method.")
+    a = e.add_argument
+    a("source", metavar="RUN_DIR_OR_CHECKPOINT",
+      help="a run folder (uses final.pt, else last.pt) or a checkpoint file")
+    a("--methods", default=EVALUATE_DEFAULT,
+      help=f"comma-separated methods from {', '.join(EVALUATE_METHODS)} (default: "
+      f"{EVALUATE_DEFAULT})")
+    a("--images", type=_images, default=None, metavar="N|all",
+      help="how many test images: 'all' (default) or N, a seeded random sample (sorted)")
+    a("--seed", type=_seed, default=0,
+      help="seed of the random sample of --images N (default: 0)")
+    a("--target", choices=["label", "predicted"], default="label",
+      help="the class explained and scored: the true label (default; METHODS.md) or the "
+      "model's prediction")
+    a("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64)")
+    a("--out", default=None, metavar="FILE",
+      help="result file, .csv.gz, .csv or .json (default: RUN_DIR/metrics.csv.gz)")
+    a("--data-root", default=None, help="folder holding cifar100.npz (default: searched)")
+    a("--device", default=None, help="cpu, cuda, cuda:1, mps, ... (default: automatic)")
+    a("--no-progress", action="store_true", help="no progress bar")
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())
+
+
+def _device(text: str | None):
+    import torch
+
+    if text is None or text.lower() == "auto":
+        return None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={text!r}: CUDA is not available here")
+    return device
+
+
+def evaluate_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
+                  argv: Sequence[str]) -> int:
+    """``python -m interpretable evaluate ...``: run, then print the summary table."""
+    from interpretable.metrics import runs
+    from interpretable.models import CheckpointError
+
+    prog = "interpretable evaluate"
+    try:
+        result = runs.evaluate_run(
+            args.source, runs.parse_methods(args.methods), args.images, seed=args.seed,
+            target=args.target, batch_size=args.batch_size, out=args.out,
+            data_root=args.data_root, device=_device(args.device),
+            progress=not args.no_progress,
+            command=["python", "-m", "interpretable", *argv])
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        parser.exit(2, f"{prog}: error: {_one_line(exc)}\n")
+    except KeyboardInterrupt:
+        parser.exit(130, f"{prog}: interrupted; finished batches are saved, run the same "
+                    "command again to resume\n")
+    p = result.provenance
+    print(f"{runs.find_checkpoint(args.source)}: {p['images']} images x {len(p['methods'])} "
+          f"methods, target {p['target']} (means in percent; lower is better for AD and Del)")
+    print("\n".join(runs.summary_lines(result.table)))
+    print(f"rows: {result.out}\nprovenance: {result.provenance_file}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="interpretable", description="interpretable gradients: training")
+    parser = _Parser(prog="interpretable",
+                     description="interpretable gradients: training and evaluation")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     t = sub.add_parser(
         "train", help="train a CIFAR-100 model with the gradient-alignment regularizer",
@@ -121,6 +237,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--out", required=True, help="run folder: config.json, log.jsonl, last.pt, final.pt")
     a("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     a("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
+    _add_evaluate(sub)
     return parser
 
 
@@ -145,7 +262,10 @@ def config_from_args(args: argparse.Namespace):
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    if args.command == "evaluate":
+        return evaluate_main(parser, args, argv)
     if args.command == "train":
         try:
             cfg = config_from_args(args)

@@ -32,7 +32,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from interpretable.attribution import GradCAM, GradCAMPlusPlus, eval_mode
-from interpretable.attribution._common import check_input
+from interpretable.attribution._common import check_input, resolve_layer
 from interpretable.attribution._inference import BuiltForWeights, split_forward, weights_key
 
 __all__ = [
@@ -420,26 +420,7 @@ def _resolve_layers(model: nn.Module, layers: Any) -> list[nn.Module]:
     layers = list(layers)
     if not layers:
         raise ValueError("layers must not be empty: give at least one layer of the model")
-    own = {id(m) for m in model.modules()}
-    out = []
-    for i, layer in enumerate(layers):
-        if isinstance(layer, str):
-            try:
-                layer = model.get_submodule(layer)
-            except AttributeError as exc:
-                raise ValueError(
-                    f"layers[{i}]={layer!r} is not a submodule name of the model"
-                ) from exc
-        if not isinstance(layer, nn.Module):
-            raise TypeError(
-                f"layers[{i}] must be an nn.Module or a name, got {type(layer).__name__}"
-            )
-        if id(layer) not in own:
-            raise ValueError(
-                f"layers[{i}] ({type(layer).__name__}) is not a submodule of the model"
-            )
-        out.append(layer)
-    return out
+    return [resolve_layer(model, layer, f"layers[{i}]") for i, layer in enumerate(layers)]
 
 
 class _MapRecorder:
@@ -588,8 +569,10 @@ class FastCAM:
 
     Args:
         model: the network.
-        layers: SMOE layers (default ``scale_layers(model)``); weights: one per layer.
-        cam: ``"gradcam"`` or ``"gradcam++"``; cam_layer: its layer (default ``cam_layer``).
+        layers: SMOE layers (default ``scale_layers(model)``), modules of ``model`` or their
+            dotted names (``["stem", "layer1", ...]``); weights: one per layer.
+        cam: ``"gradcam"`` or ``"gradcam++"``; cam_layer: its layer, a module or a dotted
+            name (default :func:`interpretable.models.cam_layer`).
         norm, method: as in :func:`saliency`.
 
     Use as a context manager (``with FastCAM(model) as fc: ...``) to release the CAM's hooks
@@ -597,7 +580,7 @@ class FastCAM:
     """
 
     def __init__(self, model: nn.Module, layers: Any = None, weights: Any = None,
-                 cam: str = "gradcam", cam_layer: nn.Module | None = None, *,
+                 cam: str = "gradcam", cam_layer: nn.Module | str | None = None, *,
                  norm: str = "gamma", method: str = "smoe"):
         self.model = model
         self.layers = _resolve_layers(model, layers)
@@ -608,7 +591,9 @@ class FastCAM:
         from interpretable.models import cam_layer as default_cam_layer
 
         cls = GradCAM if cam == "gradcam" else GradCAMPlusPlus
-        self.cam = cls(model, cam_layer if cam_layer is not None else default_cam_layer(model))
+        layer = (resolve_layer(model, cam_layer, "cam_layer") if cam_layer is not None
+                 else default_cam_layer(model))
+        self.cam = cls(model, layer)
         # the CAM's optimized forward (no hooks inside) hands back the SMOE layers' outputs
         self.cam._taps = tuple(self.layers)
 

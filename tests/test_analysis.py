@@ -134,3 +134,100 @@ def test_bad_input():
         analysis.correlation(np.zeros((2, 3)), torch.zeros(2, 3))
     with pytest.raises(ValueError, match="win_size"):
         analysis.ssim(torch.zeros(1, 5, 5), torch.zeros(1, 5, 5))
+
+
+# -- paired_comparison ---------------------------------------------------------------------
+def _table(seed, n=30, methods=("Grad-CAM", "FastCAM"), shift=None):
+    """An evaluate-style tidy table (list of row dicts) with random metric values."""
+    g = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        for m in methods:
+            r = {"index": 100 + i, "method": m, "label": 1, "predicted": 1, "target": 1}
+            for col in analysis.BETTER:
+                r[col] = float(g.uniform(0, 100)) + (shift or {}).get((m, col), 0.0)
+            rows.append(r)
+    return rows
+
+
+def test_paired_comparison_matches_scipy_ttest_rel():
+    import pandas as pd
+    from scipy.stats import ttest_rel
+
+    base = pd.DataFrame(_table(0))
+    # other: the same images, paired noise plus a clear shift for two cells
+    other = base.copy()
+    g = np.random.default_rng(1)
+    for col in analysis.BETTER:
+        other[col] = base[col] + g.normal(0, 3, len(base))
+    fc = other["method"] == "FastCAM"
+    other.loc[fc, "ad"] += 10       # AD up: worse
+    other.loc[fc, "insertion"] += 10  # Ins up: better
+    other = other.sample(frac=1, random_state=0).iloc[:-4]  # shuffled, 4 rows fewer
+    res = analysis.paired_comparison(base, other)
+    assert isinstance(res, pd.DataFrame)
+    assert list(res.columns) == ["method", "metric", "difference", "ci half-width", "ci low",
+                                 "ci high", "images", "verdict"]
+    assert res["method"].tolist() == ["Grad-CAM"] * 5 + ["FastCAM"] * 5
+    assert res["metric"].tolist() == ["AD", "AG", "AI", "Ins", "Del"] * 2
+    names = {"AD": "ad", "AG": "ag", "AI": "ai", "Ins": "insertion", "Del": "deletion"}
+    for _, row in res.iterrows():
+        b = base[base.method == row["method"]].set_index("index")
+        o = other[other.method == row["method"]].set_index("index")
+        shared = b.index.intersection(o.index)
+        col = names[row["metric"]]
+        t = ttest_rel(o.loc[shared, col], b.loc[shared, col])
+        ci = t.confidence_interval(0.95)
+        assert row["images"] == len(shared)
+        assert row["difference"] == pytest.approx((o.loc[shared, col] - b.loc[shared, col]).mean())
+        assert row["ci low"] == pytest.approx(ci.low) and row["ci high"] == pytest.approx(ci.high)
+        assert row["ci half-width"] == pytest.approx((ci.high - ci.low) / 2)
+        if t.pvalue >= 0.05:
+            assert row["verdict"] == "no clear difference"
+        else:
+            sign = analysis.BETTER[col]
+            assert row["verdict"] == ("better" if sign * t.statistic > 0 else "worse")
+    verdicts = res.set_index(["method", "metric"])["verdict"]
+    assert verdicts[("FastCAM", "AD")] == "worse" and verdicts[("FastCAM", "Ins")] == "better"
+
+
+def test_paired_comparison_hand_computed():
+    def rows(values):
+        return [{"index": i, "method": "m", "ag": v, "ad": v} for i, v in enumerate(values)]
+
+    base = rows([10.0, 20.0, 30.0])
+    # differences 2, 3, 4: mean 3, s = 1, t_{0.975, 2} = 4.302652729911275, half 2.484 < 3
+    res = analysis.paired_comparison(base, rows([12.0, 23.0, 34.0]), better={"ag": 1, "ad": -1})
+    assert isinstance(res, list) and [r["metric"] for r in res] == ["AG", "AD"]
+    half = 4.302652729911275 / np.sqrt(3)
+    for r in res:
+        assert r["difference"] == pytest.approx(3.0) and r["images"] == 3
+        assert r["ci half-width"] == pytest.approx(half)
+        assert r["ci low"] == pytest.approx(3 - half) and r["ci high"] == pytest.approx(3 + half)
+    assert [r["verdict"] for r in res] == ["better", "worse"]  # higher AG good, higher AD bad
+    # differences 1, -1, 2: the interval covers 0
+    res = analysis.paired_comparison(base, rows([11.0, 19.0, 32.0]), better={"ag": 1})
+    assert res[0]["verdict"] == "no clear difference"
+    assert res[0]["difference"] == pytest.approx(2 / 3)
+    # one image: no interval, no verdict; NaN pairs are skipped
+    one = analysis.paired_comparison(rows([1.0]), rows([5.0]), better={"ag": 1})[0]
+    assert one["images"] == 1 and np.isnan(one["ci half-width"])
+    assert one["verdict"] == "no clear difference"
+    nan = analysis.paired_comparison(base, rows([12.0, float("nan"), 34.0]), better={"ag": 1})
+    assert nan[0]["images"] == 2 and nan[0]["difference"] == pytest.approx(3.0)
+
+
+def test_paired_comparison_errors():
+    base = _table(0, n=3)
+    with pytest.raises(ValueError, match="share no"):
+        analysis.paired_comparison(base, _table(1, n=3, methods=("Score-CAM",)))
+    with pytest.raises(ValueError, match="more than one row"):
+        analysis.paired_comparison(base + base[:1], base)
+    with pytest.raises(ValueError, match=r"better\['ad'\] must be \+1"):
+        analysis.paired_comparison(base, base, better={"ad": 0})
+    with pytest.raises(ValueError, match="no column 'speed'"):
+        analysis.paired_comparison(base, base, better={"speed": 1})
+    with pytest.raises(TypeError, match="other must be a DataFrame or a list"):
+        analysis.paired_comparison(base, "table.csv")
+    with pytest.raises(ValueError, match="confidence"):
+        analysis.paired_comparison(base, base, confidence=95)

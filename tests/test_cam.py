@@ -391,14 +391,46 @@ def test_errors_name_the_argument():
         cam(torch.randn(2, 3, 6, 6), torch.tensor([0.0, 1.0]))
     with pytest.raises(ValueError, match="layer .* is not a submodule"):
         GradCAM(net, nn.ReLU())
-    with pytest.raises(TypeError, match="layer must be an nn.Module"):
-        GradCAM(net, "relu")
+    with pytest.raises(TypeError, match="layer must be an nn.Module of model or its dotted"):
+        GradCAM(net, 3)
     with pytest.raises(TypeError, match="model must be"):
         GradCAM(lambda x: x, net.relu)
     with pytest.raises(ValueError, match="layer 'fc' gives .*4-D activation"):
         GradCAM(net, net.fc)(torch.randn(1, 3, 6, 6))
     with pytest.raises(ValueError, match="batch_size"):
         ScoreCAM(net, net.relu, batch_size=0)
+
+
+# -- layers given by name (as torchcam takes them) ------------------------------------------
+@pytest.mark.parametrize("cls", ALL_CAMS)
+def test_layer_by_dotted_name_equals_the_module(r18, images, cls):
+    target = torch.tensor([1, 2, 3, 4])
+    for name in ("layer4", "layer3.1.relu2"):
+        by_name = cls(r18, name, optimize=False)
+        assert by_name.layer is r18.get_submodule(name) and by_name.layer_name == name
+        by_module = cls(r18, r18.get_submodule(name), optimize=False)
+        torch.testing.assert_close(by_name(images[:2], target[:2]),
+                                   by_module(images[:2], target[:2]),
+                                   rtol=0, atol=0)
+
+
+def test_mobilenet_layer_by_index_name():
+    m = itp.models.create("mobilenet_v2", width=0.25, num_classes=10).eval()
+    cam = GradCAM(m, "features.18")
+    assert cam.layer is m.features[18] and cam.layer is itp.models.cam_layer(m)
+    assert cam(torch.randn(2, 3, 32, 32), 1).shape == (2, 32, 32)
+
+
+@pytest.mark.parametrize("cls", ALL_CAMS)
+def test_unknown_layer_name_lists_valid_names(r18, cls):
+    with pytest.raises(ValueError, match=r"layer='layer5' is not a submodule name of ResNet18; "
+                       r"valid names include 'layer4'.*'stem'") as exc:
+        cls(r18, "layer5")
+    assert len(str(exc.value).splitlines()) == 1
+    with pytest.raises(ValueError, match=r"layer='layer4\.9' .*'layer4\.0'"):
+        cls(r18, "layer4.9")
+    with pytest.raises(ValueError, match="layer='layer4.0.conv1.weight' is not a submodule"):
+        cls(r18, "layer4.0.conv1.weight")  # a parameter, not a module
 
 
 def test_base_cam_is_the_shared_mechanism():

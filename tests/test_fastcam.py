@@ -261,6 +261,28 @@ def test_saliency_on_mobilenet_and_layer_names(model, x):
     torch.testing.assert_close(c1, c2)
 
 
+def test_fastcam_layers_by_name(model, x):
+    names = ["stem", "layer1", "layer2", "layer3", "layer4"]
+    a = FastCAM(model, layers=names, cam_layer="layer4")
+    b = FastCAM(model)
+    assert a.layers == itp.models.scale_layers(model) and a.cam.layer is model.layer4
+    torch.testing.assert_close(a(x, 1), b(x, 1))
+    m = itp.models.create("mobilenet_v2", width=0.25, num_classes=10).eval()
+    assert FastCAM(m, cam_layer="features.18").cam.layer is m.features[18]
+
+
+def test_unknown_layer_names_name_the_argument(model, x):
+    with pytest.raises(ValueError, match=r"layers\[1\]='layer9' is not a submodule name of "
+                       r"ResNet18; valid names include .*'layer4'"):
+        saliency(model, x, layers=["stem", "layer9"])
+    with pytest.raises(ValueError, match=r"cam_layer='layer_4' is not a submodule name.*'layer4'"):
+        FastCAM(model, cam_layer="layer_4")
+    with pytest.raises(ValueError, match=r"layers\[0\]='nope'"):
+        FastCAM(model, layers=["nope"])
+    with pytest.raises(TypeError, match=r"layers\[0\] must be an nn.Module"):
+        FastCAM(model, layers=[3])
+
+
 def test_no_nan_on_dead_network_and_constant_input(model):
     dead = itp.models.create("resnet18", width=0.125).eval()
     with torch.no_grad():

@@ -711,7 +711,7 @@ def test_evaluate_errors_and_selection(cifar_model, test_set):
         evaluate(cifar_model, test_set, {}, n_images=2, progress=False)
     with pytest.raises(ValueError, match="divide"):
         evaluate(cifar_model, test_set, m, n_images=2, step=100, progress=False)
-    with pytest.raises(ValueError, match=".csv or .json"):
+    with pytest.raises(ValueError, match=r"\.csv, \.csv\.gz or \.json"):
         evaluate(cifar_model, test_set, m, n_images=2, out="x.txt", progress=False)
     with pytest.raises(ValueError, match="method 'bad'"):
         evaluate(cifar_model, test_set, {"bad": lambda model, x, t: torch.rand(len(x) + 1, 4, 4)},
@@ -774,3 +774,34 @@ def test_accuracy(cifar_model, test_set):
         accuracy(cifar_model, loader, topk=(101,))
     with pytest.raises(ValueError, match="topk"):
         accuracy(cifar_model, loader, topk=(0,))
+
+
+def test_evaluate_explicit_indices_and_out_of_order_resume(cifar_model, test_set, tmp_path):
+    from interpretable.metrics import _results
+
+    m = {"r": _rand_maps, "c": _center_maps}
+    kw = dict(batch_size=2, step=256, progress=False, as_frame=False)
+    rows = evaluate(cifar_model, test_set, m, indices=[7, 3, 5], **kw)
+    assert [r["index"] for r in rows] == [7, 7, 3, 3, 5, 5]
+    assert [r["method"] for r in rows[:2]] == ["r", "c"]
+    by_n = evaluate(cifar_model, test_set, m, n_images=8, **kw)
+    for r in rows[1::2]:  # center maps: the same numbers as in another selection
+        twin = next(t for t in by_n if (t["index"], t["method"]) == (r["index"], r["method"]))
+        assert r["ad"] == pytest.approx(twin["ad"], abs=1e-5)
+    for bad in ([], [1, 1], [10_000], [True], [1.5]):
+        with pytest.raises(ValueError, match="indices"):
+            evaluate(cifar_model, test_set, m, indices=bad, **kw)
+    with pytest.raises(ValueError, match="either indices or n_images"):
+        evaluate(cifar_model, test_set, m, indices=[1], n_images=1, **kw)
+    # a file whose finished images are not a prefix of the selection ends up in order
+    out = tmp_path / "r.csv.gz"
+    full = evaluate(cifar_model, test_set, m, indices=[3, 5, 7], out=out, **kw)
+    stored, meta = _results.read(out)
+    assert repr(stored) == repr(full)
+    _results.save(out, [r for r in stored if r["index"] != 3], meta)
+    resumed = evaluate(cifar_model, test_set, m, indices=[3, 5, 7], out=out, **kw)
+    assert [r["index"] for r in resumed] == [3, 3, 5, 5, 7, 7]
+    assert repr(_results.read(out)[0]) == repr(resumed)
+    # (the random maps are seeded by the batch's targets: compare the center maps)
+    np.testing.assert_allclose([r["ad"] for r in resumed[1::2]], [r["ad"] for r in full[1::2]],
+                               atol=1e-6)

@@ -8,6 +8,7 @@ many classes there are (:func:`resolve_target`).
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -20,6 +21,7 @@ __all__ = [
     "check_input",
     "check_model",
     "check_target",
+    "resolve_layer",
     "resolve_target",
     "eval_mode",
     "normalize_maps",
@@ -33,6 +35,49 @@ def check_model(model: object) -> nn.Module:
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return model
+
+
+def _some_names(model: nn.Module, wanted: str, k: int = 6) -> str:
+    """A few valid module names of ``model``: the closest to ``wanted``, then the top level."""
+    names = [n for n, _ in model.named_modules() if n]
+    close = difflib.get_close_matches(wanted, names, n=3, cutoff=0.6)
+    top = [n for n, _ in model.named_children()]
+    picked = list(dict.fromkeys(close + top))[:k]
+    more = ", ..." if len(names) > len(picked) else ""
+    return ", ".join(repr(n) for n in picked) + more
+
+
+def resolve_layer(model: nn.Module, layer: object, name: str = "layer") -> nn.Module:
+    """``layer`` as a submodule of ``model``: an ``nn.Module`` of it or a dotted module name.
+
+    Names are those of ``model.named_modules()`` (as torchcam takes them): ``"layer4"``,
+    ``"layer3.1.relu2"``, ``"features.18"``. ``name`` is the argument named in errors: a
+    ValueError lists a few valid names when the string is not a submodule; a module that is
+    not part of ``model`` is a ValueError too, any other type a TypeError.
+    """
+    if isinstance(layer, str):
+        try:
+            module = model.get_submodule(layer)
+        except AttributeError:
+            module = None
+        if not isinstance(module, nn.Module):
+            raise ValueError(
+                f"{name}={layer!r} is not a submodule name of {type(model).__name__}; valid "
+                f"names include {_some_names(model, layer)} (see model.named_modules())"
+            ) from None
+        return module
+    if not isinstance(layer, nn.Module):
+        raise TypeError(
+            f"{name} must be an nn.Module of model or its dotted name (e.g. 'layer4'), got "
+            f"{type(layer).__name__}"
+        )
+    if not any(m is layer for m in model.modules()):
+        raise ValueError(
+            f"{name} ({type(layer).__name__}) is not a submodule of model "
+            f"({type(model).__name__}); pass one of model.modules() or its name, e.g. "
+            f"{_some_names(model, '')}"
+        )
+    return layer
 
 
 def check_input(x: object) -> Tensor:

@@ -30,6 +30,7 @@ from ._common import (
     check_target,
     eval_mode,
     normalize_maps,
+    resolve_layer,
     resolve_target,
     upsample,
 )
@@ -54,7 +55,7 @@ def _module_name(model: nn.Module, layer: nn.Module) -> str:
             return name or "<the model itself>"
     raise ValueError(
         f"layer ({type(layer).__name__}) is not a submodule of model ({type(model).__name__}); "
-        "pass one of model.modules()"
+        "pass one of model.modules() or its name"
     )
 
 
@@ -63,8 +64,10 @@ class BaseCAM:
 
     Args:
         model: any CNN returning logits (B, num_classes).
-        layer: the ``nn.Module`` of ``model`` whose output A (B, K, h, w) is used; default
-            :func:`interpretable.models.cam_layer`. If the module runs several times in one
+        layer: the ``nn.Module`` of ``model`` whose output A (B, K, h, w) is used, or its
+            dotted name in ``model.named_modules()`` (``"layer4"``, ``"features.18"``, as in
+            torchcam); default :func:`interpretable.models.cam_layer`. An unknown name is a
+            ValueError listing a few valid ones. If the module runs several times in one
             forward pass, its last call is used.
         optimize: use the inference-optimized forward up to the layer (CPU, float32; same
             maps to float rounding). ``"auto"`` builds it (a trace and a weight copy, about
@@ -83,7 +86,7 @@ class BaseCAM:
     #: whether the formula needs G = dy_c/dA
     uses_gradients: bool = True
 
-    def __init__(self, model: nn.Module, layer: nn.Module | None = None, *,
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *,
                  optimize: bool | str = "auto"):
         check_model(model)
         if optimize not in (True, False, "auto"):
@@ -92,8 +95,7 @@ class BaseCAM:
             from interpretable.models import cam_layer
 
             layer = cam_layer(model)
-        if not isinstance(layer, nn.Module):
-            raise TypeError(f"layer must be an nn.Module of model, got {type(layer).__name__}")
+        layer = resolve_layer(model, layer, "layer")
         self.layer_name = _module_name(model, layer)
         self.model = model
         self.layer = layer

@@ -60,7 +60,7 @@ class ScoreCAM(BaseCAM):
     #: optimized forward at once (its cost is then a few percent of the call)
     AUTO_JOBS = 4096
 
-    def __init__(self, model: nn.Module, layer: nn.Module | None = None, *,
+    def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *,
                  batch_size: int = 128, align_corners: bool = False,
                  memory_format: str = "auto", optimize: bool | str = "auto"):
         super().__init__(model, layer, optimize=optimize)

@@ -3,8 +3,8 @@
 The metrics are those of METHODS.md section 5 (see :mod:`interpretable.metrics.core`).
 Per batch, the map-independent forward passes (x, its blur, the black image) are shared by all
 methods; each method then costs its own explanation plus one masked forward and the
-insertion/deletion points. Results can be written (atomically, after every batch) to a CSV or
-JSON file, and an interrupted run resumes from it.
+insertion/deletion points. Results can be written (atomically, after every batch) to a CSV,
+gzipped CSV or JSON file, and an interrupted run resumes from it.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import inspect
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +77,21 @@ def _fingerprint(model: nn.Module) -> str:
     return h.hexdigest()
 
 
-def _select(n_total: int, n_images: int | None, seed: int | None) -> list[int]:
+def _select(n_total: int, n_images: int | None, seed: int | None,
+            indices: Sequence[int] | None = None) -> list[int]:
+    if indices is not None:
+        if n_images is not None or seed is not None:
+            raise ValueError("give either indices or n_images/seed, not both")
+        given = list(indices)
+        if not given:
+            raise ValueError("indices must not be empty")
+        if any(isinstance(i, bool) or not hasattr(i, "__index__") for i in given):
+            raise ValueError(f"indices must be ints, got {given[:10]}")
+        out = [int(i) for i in given]
+        if any(not 0 <= i < n_total for i in out) or len(set(out)) != len(out):
+            raise ValueError(f"indices must be distinct dataset indices in [0, {n_total}), "
+                             f"got {list(indices)[:10]}...")
+        return out
     if n_images is None:
         n_images = n_total
     if isinstance(n_images, bool) or not isinstance(n_images, int) or n_images < 1:
@@ -108,6 +122,7 @@ def evaluate(
     resume: bool = True,
     progress: bool = True,
     seed: int | None = None,
+    indices: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     as_frame: bool | None = None,
 ):
@@ -136,14 +151,18 @@ def evaluate(
             forward (see :func:`confidence_scores`; 1.3-1.5x faster on CPU).
         score_model: the network the metrics run (default ``model``; the methods always
             explain ``model``). Put in eval mode for the run like ``model``.
-        out: optional ``.csv`` or ``.json`` path; rewritten atomically after every batch. For
-            CSV the run's settings are kept beside it in ``<out>.meta.json``.
+        out: optional ``.csv``, ``.csv.gz`` or ``.json`` path; rewritten atomically after
+            every batch (cheaply: rows already written are kept encoded, see
+            ``_results.ResultWriter``). For CSV the run's settings are kept beside it in
+            ``<out>.meta.json``. The rows in the file are in the order returned.
         resume: if ``out`` exists, keep its finished images (those with a row for every
             method) and compute only the rest; the file must come from the same settings
             (methods, target, step, selected images, model weights), else ValueError.
             ``False`` overwrites.
         progress: show a tqdm progress bar over images.
         seed: picks a random subset of ``n_images`` images (see above).
+        indices: explicit dataset indices instead of ``n_images``/``seed`` (rows come in
+            this order; used to recompute chosen rows of a result file).
         device: where to compute; default the model's device.
         as_frame: return a pandas DataFrame (default when pandas is installed, it comes with
             the ``book`` extra) or, if False, a list of row dicts.
@@ -169,7 +188,7 @@ def evaluate(
     except ValueError as exc:
         raise ValueError(f"curve_{exc}") from None
     n_total = dataset_length(dataset)
-    indices = _select(n_total, n_images, seed)
+    indices = _select(n_total, n_images, seed, indices)
     device = torch.device(device) if device is not None else model_device(model)
     names = list(methods)
 
@@ -199,9 +218,19 @@ def evaluate(
         if resume and out.exists():
             rows = _results.load(out, expected_meta=meta)
         _results.write_meta(out, meta)
-    rows = _results.complete_rows(rows, names)
+    order = {i: k for k, i in enumerate(indices)}
+    rank = {n: k for k, n in enumerate(names)}
+
+    def sort_key(r):
+        return order.get(r["index"], math.inf), rank[r["method"]]
+
+    loaded = rows
+    rows = sorted(_results.complete_rows(rows, names), key=sort_key)
     done = {r["index"] for r in rows}
     pending = [i for i in indices if i not in done]
+    writer = _results.ResultWriter(out, meta, rows) if out is not None else None
+    if writer is not None and list(map(id, rows)) != list(map(id, loaded)):
+        writer.write()  # rows of unfinished images dropped, or put in order
 
     from tqdm.auto import tqdm
 
@@ -211,16 +240,21 @@ def evaluate(
         with contextlib.ExitStack() as stack, eval_mode(model), eval_mode(score_model):
             bound = {name: _bind(name, m, model, stack) for name, m in methods.items()}
             for chunk, x, y in index_batches(dataset, pending, batch_size, device):
-                rows.extend(_score_batch(scorer, bound, chunk, x, y, target, step, curves))
-                if out is not None:
-                    _results.save(out, rows, meta)
+                new = sorted(_score_batch(scorer, bound, chunk, x, y, target, step, curves),
+                             key=sort_key)
+                rows.extend(new)
+                if writer is not None:
+                    writer.add(new)
+                    writer.write()
                 bar.update(len(chunk))
     finally:
         bar.close()
-
-    order = {i: k for k, i in enumerate(indices)}
-    rank = {n: k for k, n in enumerate(names)}
-    rows.sort(key=lambda r: (order.get(r["index"], math.inf), rank[r["method"]]))
+    # finished images first, then the pending ones, each in the selection's order: sorted,
+    # unless a resumed file held images out of order (then sort and rewrite it once)
+    if any(sort_key(a) > sort_key(b) for a, b in zip(rows, rows[1:], strict=False)):
+        rows.sort(key=sort_key)
+        if out is not None:
+            _results.save(out, rows, meta)
     return _results.as_table(rows, as_frame)
 
 
