@@ -19,7 +19,7 @@ case "${1:-run}" in
 import sys; sys.path.insert(0, "reference")
 from run_all import JOBS
 for j in JOBS:
-    state = "finished" if j.done() else ("in progress" if (j.out / "last.pt").exists()
+    state = "finished" if j.done() else ("in progress" if j.started()
                                          else ("waiting" if not j.ready() else "to do"))
     print(f"{state:12} {j.name}")
 PY
