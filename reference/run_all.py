@@ -17,6 +17,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,14 +45,85 @@ class Job:
     def done(self) -> bool:
         return all((HERE / n).is_file() for n in self.makes)
 
+    def command(self) -> list[str]:
+        """The arguments after ``python -m interpretable``."""
+        return self.args
+
     def ready(self) -> bool:
         return all((HERE / n).is_file() for n in self.needs)
 
     def started(self) -> bool:
         """Partly done: a training checkpoint or a partial result file exists."""
         first = self.makes[0]
-        return (HERE / first).parent.joinpath("last.pt").is_file() if self.args[0] == "train" \
-            else (HERE / first).is_file()
+        return ((HERE / first).with_name("last.pt").is_file() if first.endswith("final.pt")
+                else (HERE / first).is_file())
+
+
+    @property
+    def target(self) -> str:
+        """The ``--out`` of the command: what identifies a running job in /proc."""
+        return self.args[self.args.index("--out") + 1]
+
+
+def _sweep_done(arch: str, curves: tuple[str, ...]) -> bool:
+    return all((sweep.run_dir(HERE, arch, g, lam) / "summary.json").is_file()
+               for g, lam in sweep.planned(arch, curves))
+
+
+def _mobilenet_curves() -> tuple[str, ...] | None:
+    """Rule 3 of interpretable.sweep: MobileNet-V2's loss curve only if ResNet-18 picks loss
+    (None until ResNet-18's sweep is complete)."""
+    if not _sweep_done("resnet18", ("logit", "loss")):
+        return None
+    pick = sweep.choose_lambda(sweep.summaries(HERE, "resnet18"))["gradient_of"]
+    return ("logit", "loss") if pick == "loss" else ("logit",)
+
+
+def _curves(arch: str) -> tuple[str, ...] | None:
+    return ("logit", "loss") if arch == "resnet18" else _mobilenet_curves()
+
+
+@dataclass
+class AlignedJob(Job):
+    """From scratch with the ``cpu`` preset at the architecture's lambda* and better
+    gradient_of, both read from the finished sweep when the job starts."""
+
+    arch: str = ""
+
+    def _choice(self) -> dict | None:
+        curves = _curves(self.arch)
+        if curves is None or not _sweep_done(self.arch, curves):
+            return None
+        c = sweep.choose_lambda(sweep.summaries(HERE, self.arch))
+        return c if c["lam"] is not None else None
+
+    def ready(self) -> bool:
+        return self._choice() is not None
+
+    def command(self) -> list[str]:
+        c = self._choice()
+        assert c is not None, f"{self.name}: the sweep of {self.arch} is not finished"
+        return ["train", "--preset", "cpu", "--arch", self.arch, "--lam", f"{c['lam']:g}",
+                "--gradient-of", c["gradient_of"], *self.args]
+
+
+@dataclass
+class ConditionalJob(Job):
+    """A job needed only when ``wanted()`` says so (MobileNet-V2's loss curve, rule 3)."""
+
+    wanted: Callable[[], bool | None] = lambda: True
+
+    def done(self) -> bool:
+        return self.wanted() is False or super().done()
+
+    def ready(self) -> bool:
+        return bool(self.wanted()) and super().ready()
+
+
+def _aligned(arch: str) -> AlignedJob:
+    name = f"{arch}_aligned"
+    return AlignedJob(name, ["--out", f"reference/{name}", "--no-progress"], (),
+                      (f"{name}/final.pt", f"{name}/summary.json"), arch=arch)
 
 
 def _train(name: str, *args: str, needs: tuple[str, ...] = ()) -> Job:
@@ -88,12 +160,13 @@ _ORDER = {"resnet18": [("logit", 0.0), ("logit", 1.0), ("logit", 0.3), ("logit",
                            ("logit", 3.0), ("logit", 7.5e-3)]}
 
 
-def _sweep_jobs(arch: str) -> list[Job]:
+def _sweep_jobs(arch: str, curve: str | None = None) -> list[Job]:
     base = f"{sweep.BASELINES[arch]}/final.pt"
     jobs = []
     assert sorted(_ORDER[arch]) == sorted(sweep.planned(arch, ("logit", "loss")
                                                          if arch == "resnet18" else ("logit",)))
-    for g, lam in _ORDER[arch]:
+    order = _ORDER[arch] if curve is None else [(curve, lam) for lam in sweep.GRID[arch][curve]]
+    for g, lam in order:
         name = str(sweep.run_dir("", arch, g, lam))
         jobs.append(_train(name, "--preset", "finetune", "--arch", arch, "--lam", f"{lam:g}",
                            "--gradient-of", g, "--init", f"reference/{base}", needs=(base,)))
@@ -115,8 +188,30 @@ METRICS = [
 SWEEP_METRICS = [_evaluate(j.name, NO_SCORECAM, "2000")
                  for j in _sweep_jobs("resnet18") + _sweep_jobs("mobilenet_v2")]
 
-JOBS: list[Job] = (REFERENCE + _sweep_jobs("resnet18") + METRICS[:2] + _sweep_jobs("mobilenet_v2")
-                   + METRICS[2:] + SWEEP_METRICS)
+# MobileNet-V2's loss curve, run only if ResNet-18's sweep picks the loss gradient (rule 3).
+def _mobilenet_loss_wanted() -> bool | None:
+    curves = _mobilenet_curves()
+    return None if curves is None else "loss" in curves
+
+
+def _conditional(job: Job) -> ConditionalJob:
+    return ConditionalJob(job.name, job.args, job.needs, job.makes,
+                          wanted=_mobilenet_loss_wanted)
+
+
+MOBILENET_LOSS = [_conditional(j) for j in _sweep_jobs("mobilenet_v2", "loss")]
+ALIGNED = [_aligned("resnet18"), _aligned("mobilenet_v2")]
+ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
+                   _evaluate("mobilenet_v2_aligned", NO_SCORECAM),
+                   _evaluate("mobilenet_v2_aligned", "scorecam", "2000",
+                             "metrics_scorecam.csv.gz")]
+
+# ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
+# aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
+JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
+                   + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS + ALIGNED[1:] + METRICS[2:]
+                   + ALIGNED_METRICS + SWEEP_METRICS
+                   + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS])
 
 
 def _alive(pid: int) -> bool:
@@ -140,7 +235,8 @@ def _running(jobs: list[Job]) -> dict[str, int]:
             continue
         if "interpretable" not in args:
             continue
-        job = next((j for j in jobs if args[-len(j.args):] == j.args), None)
+        outs = {args[i + 1] for i, a in enumerate(args[:-1]) if a == "--out"}
+        job = next((j for j in jobs if j.target in outs), None)
         if job is not None and _alive(int(proc.name)):
             found[job.name] = int(proc.name)
     return found
@@ -201,7 +297,7 @@ class Scheduler:
         t0 = time.time()
         print(f"[lane {index}] {time.strftime('%H:%M')} start {job.name}", flush=True)
         with open(log, "a") as f:
-            proc = subprocess.Popen([self.python, "-m", "interpretable", *job.args], cwd=ROOT,
+            proc = subprocess.Popen([self.python, "-m", "interpretable", *job.command()], cwd=ROOT,
                                     stdout=f, stderr=subprocess.STDOUT, env=env)
             (LOGS / f"lane{index}.pid").write_text(f"{proc.pid}\n")
             rc = proc.wait()
@@ -214,8 +310,8 @@ class Scheduler:
                 print(f"[lane {index}] FAILED {job.name} (exit {rc}, {minutes:.0f} min); "
                       f"see {log}", flush=True)
                 return
-        if job.args[0] == "train":
-            (job.out / "last.pt").unlink(missing_ok=True)
+        if job.makes[0].endswith("final.pt"):
+            (HERE / job.makes[0]).with_name("last.pt").unlink(missing_ok=True)
         print(f"[lane {index}] {time.strftime('%H:%M')} done {job.name} ({minutes:.0f} min)",
               flush=True)
 
@@ -230,7 +326,7 @@ def main() -> int:
             print("run_all is already running (reference/logs/run_all.lock)", file=sys.stderr)
             return 1
         for job in JOBS:  # finished runs need no optimizer state
-            if job.args[0] == "train" and job.done():
+            if job.makes[0].endswith("final.pt") and job.done():
                 (job.out / "last.pt").unlink(missing_ok=True)
         left = [j.name for j in JOBS if not j.done()]
         print(f"{len(JOBS) - len(left)} of {len(JOBS)} jobs finished; {LANES} lanes for the "

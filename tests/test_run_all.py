@@ -1,0 +1,84 @@
+"""reference/run_all.py, the scheduler of the long runs: its job list and its bookkeeping."""
+
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from interpretable import sweep
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def run_all():
+    spec = importlib.util.spec_from_file_location("run_all", REPO / "reference" / "run_all.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["run_all"] = module  # dataclasses look their module up there
+    try:
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.modules.pop("run_all", None)
+
+
+def test_every_planned_run_has_a_training_and_a_metrics_job(run_all):
+    names = [j.name for j in run_all.JOBS]
+    targets = [j.target for j in run_all.JOBS]
+    assert len(set(names)) == len(names) and len(set(targets)) == len(targets)
+    for arch in sweep.GRID:
+        for g, lam in sweep.planned(arch):
+            run = str(sweep.run_dir("", arch, g, lam))
+            assert run in names and f"{run}:metrics.csv.gz" in names, run
+    for run in ("resnet18_baseline", "resnet18_regularized", "resnet18_aligned"):
+        assert f"{run}:metrics.csv.gz" in names
+    for run in ("mobilenet_v2_baseline", "mobilenet_v2_regularized", "mobilenet_v2_aligned"):
+        assert f"{run}:metrics_scorecam.csv.gz" in names  # Score-CAM on a 2,000 subset
+    sweep_train = [j for j in run_all.JOBS if j.name.startswith("sweep/") and ":" not in j.name]
+    for j in sweep_train:  # one schedule for all: the finetune preset from the baseline
+        assert j.args[:2] == ["train", "--preset"] and j.args[2] == "finetune"
+        assert j.args[j.args.index("--init") + 1].endswith("_baseline/final.pt")
+
+
+def test_running_jobs_are_found_and_adopted_not_started_twice(run_all, tmp_path):
+    job = run_all.Job("sweep/x/logit_lam9", ["train", "--out", "reference/sweep/x/logit_lam9"],
+                      makes=("sweep/x/logit_lam9/final.pt",))
+    other = run_all.Job("y", ["evaluate", "y", "--out", "reference/y/metrics.csv.gz"],
+                        makes=("y/metrics.csv.gz",))
+    # a stand-in process with the job's command line (and "interpretable" in it)
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                             "interpretable", *job.args])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not run_all._running([job, other]):
+            time.sleep(0.05)
+        assert run_all._running([job, other]) == {job.name: proc.pid}
+        sched = run_all.Scheduler([job, other], sys.executable)
+        assert sched.adopted == {0: (proc.pid, job)} and job.name in sched.taken
+        picked = sched._next()
+        assert picked is other  # never the running one
+    finally:
+        proc.kill()
+        proc.wait()
+    assert not run_all._alive(proc.pid)
+    assert run_all._running([job]) == {}
+
+
+def test_conditional_and_aligned_jobs_wait_for_the_sweep(run_all, monkeypatch):
+    c = run_all.ConditionalJob("z", ["train", "--out", "reference/z"], makes=("z/final.pt",),
+                               wanted=lambda: None)
+    assert not c.done() and not c.ready()       # undecided: waits
+    c.wanted = lambda: False
+    assert c.done()                             # not needed: counts as done
+    c.wanted = lambda: True
+    assert not c.done() and c.ready()
+    monkeypatch.setattr(run_all, "_sweep_done", lambda arch, curves: False)
+    aligned = run_all._aligned("resnet18")
+    assert not aligned.ready()
+    with pytest.raises(AssertionError, match="not finished"):
+        aligned.command()
