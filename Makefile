@@ -1,4 +1,5 @@
 # Two commands: `make test` and `make book`. Both create .venv if absent and install into it.
+# `make check-book` opens the built book in headless Chromium (tools/check_book.py).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -7,7 +8,8 @@ export SCALE
 # The notebooks and tests run on the shared offline copy when it is there (see README).
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-book book lab bench bench-quick lint clean
+.PHONY: install test test-unit test-book book book-assets browser check-book lab bench \
+	bench-quick lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -21,7 +23,7 @@ $(STAMP): pyproject.toml | $(PY)
 install: $(STAMP)
 
 lint: install
-	$(PY) -m ruff check interpretable tests benchmarks book
+	$(PY) -m ruff check interpretable tests benchmarks book tools
 
 test-unit: install
 	$(PY) -m pytest -q tests
@@ -32,10 +34,67 @@ test-book: install
 test: install lint
 	$(PY) -m pytest -q tests book --nbval-lax --nbval-cell-timeout=900
 
-book: install
+# The book serves its own MathJax and Jupyter widget manager (no CDN: it renders offline).
+# package.json / package-lock.json pin them; `npm ci` installs them into node_modules/ and
+# book-assets copies what the pages load into $(ASSETS), which _config.yml adds to
+# html_static_path (so they end up in _build/html/_static/mathjax and .../jupyter-widgets).
+NPM ?= npm
+ASSETS := _build/assets
+MATHJAX := node_modules/mathjax/es5
+WIDGETS := node_modules/@jupyter-widgets/html-manager/dist
+# the browser `make check-book` drives (Debian's chromium; any Chrome/Chromium will do)
+CHROMIUM ?= /usr/bin/chromium
+export CHROMIUM
+# Debian packages are installed only where missing, and only as root (CI is root)
+define apt_install
+	if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing Debian's $(1) (apt-get)"; \
+	  (apt-get install -y -qq $(1) >/dev/null 2>&1 || \
+	   (apt-get update -qq && apt-get install -y -qq $(1) >/dev/null)) \
+	  || { echo "apt-get install $(1) failed" >&2; exit 1; }; \
+	else \
+	  echo "$(2) is missing: install $(1) (as root: apt-get install $(1))" >&2; exit 1; \
+	fi
+endef
+
+node_modules/.installed: package.json package-lock.json
+	@command -v $(NPM) >/dev/null || { $(call apt_install,nodejs npm,npm); }
+	$(NPM) ci --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
+book-assets: node_modules/.installed
+	rm -rf $(ASSETS)
+	mkdir -p $(ASSETS)/mathjax/input/tex $(ASSETS)/mathjax/output/chtml/fonts \
+	  $(ASSETS)/jupyter-widgets
+	cp $(MATHJAX)/tex-mml-chtml.js node_modules/mathjax/LICENSE $(ASSETS)/mathjax/
+	cp -r $(MATHJAX)/a11y $(MATHJAX)/sre $(MATHJAX)/ui $(ASSETS)/mathjax/
+	cp -r $(MATHJAX)/input/tex/extensions $(ASSETS)/mathjax/input/tex/
+	cp -r $(MATHJAX)/output/chtml/fonts/woff-v2 $(ASSETS)/mathjax/output/chtml/fonts/
+	cp $(WIDGETS)/embed.js $(WIDGETS)/embed.js.LICENSE.txt $(WIDGETS)/*.woff* $(WIDGETS)/*.ttf \
+	  $(WIDGETS)/*.eot $(WIDGETS)/*.svg $(ASSETS)/jupyter-widgets/
+
+book: install book-assets
 	rm -rf _build/html _build/.doctrees
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@test -f _build/html/index.html && echo "Book written to _build/html/index.html"
+
+browser:
+	@if [ ! -x "$(CHROMIUM)" ]; then \
+	  if [ "$(CHROMIUM)" != /usr/bin/chromium ]; then \
+	    echo "no browser at CHROMIUM=$(CHROMIUM)" >&2; exit 1; \
+	  fi; \
+	  $(call apt_install,chromium,$(CHROMIUM)); \
+	fi
+	@$(CHROMIUM) --version
+
+# Every page of _build/html in headless Chromium on a loopback port: fails on untypeset math,
+# broken images, unrendered widgets, JavaScript errors, failed or non-loopback requests,
+# tracebacks and cut-off output lines; screenshots in _build/screenshots/. The checker's own
+# test (a page with each defect) runs first, so a passing check is one that can fail.
+check-book: install browser
+	@test -f _build/html/index.html || { echo "no _build/html: run 'make book' first" >&2; exit 1; }
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_check_book.py
+	$(PY) tools/check_book.py _build/html --screenshots _build/screenshots
 
 lab: install
 	$(VENV)/bin/jupyter lab book
