@@ -52,36 +52,28 @@ def _positive_int_or_none(text: str) -> int | None:
         raise argparse.ArgumentTypeError(f"expected an integer or none, got {text!r}") from None
 
 
+def _whole(text: str, minimum: int, expected: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        n = minimum - 1
+    if n < minimum:
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
+    return n
+
+
 def _images(text: str) -> int | None:
     if text.strip().lower() == "all":
         return None
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected 'all' or a positive whole number, got {text!r}")
-    return n
+    return _whole(text, 1, "'all' or a positive whole number")
 
 
 def _positive_int(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = 0
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return n
+    return _whole(text, 1, "a positive whole number")
 
 
 def _seed(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        n = -1
-    if n < 0:
-        raise argparse.ArgumentTypeError(f"expected a whole number >= 0, got {text!r}")
-    return n
+    return _whole(text, 0, "a whole number >= 0")
 
 
 # The keys of interpretable.metrics.runs.METHOD_NAMES and its DEFAULT_METHODS, spelled out so
