@@ -191,10 +191,9 @@ def _command(command: Sequence[str] | str | None) -> str:
 def _provenance(*, out: Path, checkpoint: Path, ckpt_meta: dict, meta: dict, keys: list[str],
                 command: str, device: torch.device, seconds: float, n_images: int,
                 computed: int, seed: int | None, target: str, batch_size: int,
-                data_file: Path | None) -> dict[str, Any]:
+                data_file: Path | None, git: dict[str, Any] | None) -> dict[str, Any]:
     import interpretable
 
-    package_dir = Path(interpretable.__file__).resolve().parent
     summary = {k: ckpt_meta[k] for k in ("arch", "width", "num_classes", "weights_dtype",
                                          "epoch", "test_acc", "test_top5") if k in ckpt_meta}
     return {
@@ -206,7 +205,7 @@ def _provenance(*, out: Path, checkpoint: Path, ckpt_meta: dict, meta: dict, key
         "weights_sha1": meta["weights_sha1"],
         "package": "interpretable",
         "version": interpretable.__version__,
-        "git": _git(package_dir),
+        "git": git,
         "command": command,
         "python": platform.python_version(),
         "torch": torch.__version__,
@@ -300,7 +299,8 @@ def evaluate_run(
         file's folder), ``checkpoint_sha256``, ``checkpoint_meta`` (arch, width, accuracy,
         ...), ``weights_sha1`` (the fingerprint :func:`evaluate` checks on resume),
         ``package``, ``version``, ``git`` (``{"commit", "dirty"}`` of the package's checkout
-        with tracked files only, or null outside git), ``command``, ``python``, ``torch``,
+        with tracked files only, read when the invocation starts, or null outside git),
+        ``command``, ``python``, ``torch``,
         ``device``, ``threads``, ``date_utc``, ``seconds`` (wall time of the invocation that
         completed the file), ``images``, ``images_computed`` and ``images_resumed`` (by that
         invocation / from an earlier one), ``seed`` (null when every image is scored),
@@ -313,9 +313,13 @@ def evaluate_run(
         or a result file from other settings; CheckpointError: unreadable checkpoint.
     """
     start = time.perf_counter()
+    import interpretable
+
     from .. import default_device
     from ..models import load_checkpoint
 
+    # the code that computes the rows: the checkout as this invocation starts
+    git = _git(Path(interpretable.__file__).resolve().parent)
     keys = parse_methods(methods)
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
@@ -350,7 +354,7 @@ def evaluate_run(
                        keys=keys, command=_command(command), device=device,
                        seconds=time.perf_counter() - start, n_images=meta["n_images"],
                        computed=computed, seed=seed if n_images is not None else None,
-                       target=target, batch_size=batch_size, data_file=data_file)
+                       target=target, batch_size=batch_size, data_file=data_file, git=git)
     atomic_write_text(prov_file, json.dumps(prov, indent=1) + "\n")
     return RunResult(table, out, prov_file, prov, computed)
 
