@@ -398,8 +398,8 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
     opt = torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum,
                           nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
     scaler = torch.amp.GradScaler(device.type, enabled=amp_dtype == torch.float16)
-    meta: dict[str, Any] = {}                # arch, width, classes: read from the model
-    init_info = _load_init(cfg, model, device) if cfg.init else None
+    if cfg.init:  # (a resume then replaces these weights with last.pt's)
+        _load_init(cfg, model, device)
 
     history: list[dict[str, Any]] = []
     start = 0
@@ -498,7 +498,7 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
             extra = {"epoch": epoch + 1, "optimizer": opt.state_dict(),
                      "scaler": scaler.state_dict() if scaler.is_enabled() else {},
                      "history": history, "config": cfg.math_settings()}
-            itp_models.save_checkpoint(ckpt_path, model, meta, extra=extra)
+            itp_models.save_checkpoint(ckpt_path, model, extra=extra)
             with open(out / "log.jsonl", "a") as f:
                 f.write(json.dumps(record) + "\n")
                 f.flush()
@@ -515,18 +515,12 @@ def _train(cfg: TrainConfig, d: _Dist) -> TrainResult:
         raise RuntimeError("DDP replicas ended with different weights")
     if not history or "test_acc" not in history[-1]:
         history = _reload_history(ckpt_path, device, history)
-    if init_info is None and cfg.init:
-        init_info = _init_record(cfg.init)
-    summary = _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype,
-                      final_path, identical, init_info)
+    summary = _finish(cfg, d, model, history, test_set, device, fmt, amp_dtype, final_path,
+                      identical)
     return TrainResult(model.eval(), history, summary)
 
 
-def _init_record(path: str) -> dict[str, Any]:
-    return {"path": path, "sha256": sha256_file(path)}
-
-
-def _load_init(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict[str, Any]:
+def _load_init(cfg: TrainConfig, model: nn.Module, device: torch.device) -> None:
     """Copy the weights of ``cfg.init`` into ``model`` (which was built from ``cfg``)."""
     state = itp_models.read_checkpoint(cfg.init, map_location=device)
     theirs = state["meta"]
@@ -543,7 +537,6 @@ def _load_init(cfg: TrainConfig, model: nn.Module, device: torch.device) -> dict
     except RuntimeError as exc:
         raise itp_models.CheckpointError(
             f"init checkpoint {cfg.init!r} does not match its metadata: {exc}") from exc
-    return _init_record(cfg.init)
 
 
 def _reload_history(ckpt_path: Path, device, history):
@@ -571,14 +564,14 @@ def _line(r: dict[str, Any]) -> str:
             f"{r['seconds']:.1f}s")
 
 
-def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, final_path,
-            identical, init_info) -> dict[str, Any]:
+def _finish(cfg, d, model, history, test_set, device, fmt, amp_dtype, final_path,
+            identical) -> dict[str, Any]:
     last = history[-1] if history else {}
     summary: dict[str, Any] = {
         "arch": cfg.arch, "width": cfg.width, "lam": cfg.lam, "loss": cfg.loss,
         "gradient_of": cfg.gradient_of, "lam_warmup": cfg.lam_warmup,
-        "init": init_info["path"] if init_info else None,
-        "init_sha256": init_info["sha256"] if init_info else None,
+        "init": cfg.init,
+        "init_sha256": sha256_file(cfg.init) if cfg.init else None,
         "epochs": cfg.epochs, "reg_fraction": cfg.reg_fraction, "seed": cfg.seed,
         "test_acc": last.get("test_acc"), "test_top5": last.get("test_top5"),
         "test_align": last.get("test_align"), "test_align_ci": last.get("test_align_ci"),
@@ -611,7 +604,7 @@ def _finish(cfg, d, model, meta, history, test_set, device, fmt, amp_dtype, fina
                                      amp_dtype=amp_dtype, align_images=cfg.align_eval_images,
                                      gradient_of=GRADIENT_OF)
         summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
-    final_meta = {**meta, "weights_dtype": weights_dtype, "training": asdict(cfg),
+    final_meta = {"weights_dtype": weights_dtype, "training": asdict(cfg),
                   "test_acc": summary["test_acc"], "test_top5": summary["test_top5"],
                   "test_align": summary["test_align"], "history": history}
     final_meta["training"].pop("restart", None)
