@@ -12,6 +12,7 @@ The child process ids are in ``reference/logs/lane<N>.pid`` (for SIGSTOP / SIGCO
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
@@ -325,7 +326,47 @@ class Scheduler:
               flush=True)
 
 
-def main() -> int:
+def _progress(job: Job) -> str:
+    """Epochs logged of a training job ("epoch 3 of 20"), "" for other jobs."""
+    log, config = job.out / "log.jsonl", job.out / "config.json"
+    if not job.makes[0].endswith("final.pt") or not log.is_file():
+        return ""
+    epochs = sum(1 for line in log.read_text().splitlines() if line.strip())
+    try:
+        total = json.loads(config.read_text())["epochs"]
+    except (OSError, ValueError, KeyError):
+        return f"epoch {epochs}"
+    return f"epoch {epochs} of {total}"
+
+
+def status(jobs: list[Job]) -> list[str]:
+    """One line per job: finished, running (with its pid), in progress (started, not running
+    now: resumed by the next run), waiting (for inputs another job makes) or to do."""
+    running = _running(jobs)
+    lines = []
+    for j in jobs:
+        if j.done():
+            state = "finished"
+        elif j.name in running:
+            state = "running"
+        elif j.started():
+            state = "in progress"
+        else:
+            state = "to do" if j.ready() else "waiting"
+        extra = [x for x in (_progress(j) if state != "finished" else "",
+                             f"pid {running[j.name]}" if j.name in running else "") if x]
+        lines.append(f"{state:12} {j.name}" + (f"  ({', '.join(extra)})" if extra else ""))
+    return lines
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv == ["status"]:
+        print("\n".join(status(JOBS)))
+        return 0
+    if argv:
+        print("usage: run_all.py [status]", file=sys.stderr)
+        return 2
     LOGS.mkdir(exist_ok=True)
     python = os.environ.get("PY", str(ROOT / ".venv" / "bin" / "python"))
     with open(LOGS / "run_all.lock", "w") as lock:

@@ -14,15 +14,6 @@ case "${1:-run}" in
   run) exec "$PY" reference/run_all.py ;;
   pause) for p in $(pids); do kill -STOP "$p" && echo "paused $p"; done ;;
   resume) for p in $(pids); do kill -CONT "$p" && echo "resumed $p"; done ;;
-  status)
-    "$PY" - <<'PY'
-import sys; sys.path.insert(0, "reference")
-from run_all import JOBS
-for j in JOBS:
-    state = "finished" if j.done() else ("in progress" if j.started()
-                                         else ("waiting" if not j.ready() else "to do"))
-    print(f"{state:12} {j.name}")
-PY
-    ;;
+  status) exec "$PY" reference/run_all.py status ;;
   *) echo "usage: bash reference/run_all.sh [run|pause|resume|status]" >&2; exit 2 ;;
 esac

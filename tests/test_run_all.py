@@ -82,3 +82,34 @@ def test_conditional_and_aligned_jobs_wait_for_the_sweep(run_all, monkeypatch):
     assert not aligned.ready()
     with pytest.raises(AssertionError, match="not finished"):
         aligned.command()
+
+
+def test_status_names_each_state_with_progress_and_pid(run_all, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    run = tmp_path / "sweep" / "x" / "logit_lam9"
+    run.mkdir(parents=True)
+    (run / "config.json").write_text('{"epochs": 2}')
+    (run / "log.jsonl").write_text('{"epoch": 1}\n')
+    (run / "last.pt").write_bytes(b"")
+    started = run_all.Job("sweep/x/logit_lam9", ["train", "--out", "reference/sweep/x/logit_lam9"],
+                          makes=("sweep/x/logit_lam9/final.pt",))
+    waiting = run_all.Job("w", ["evaluate", "--out", "reference/w/m.csv.gz"], needs=("nope",),
+                          makes=("w/m.csv.gz",))
+    todo = run_all.Job("t", ["evaluate", "--out", "reference/t/m.csv.gz"], makes=("t/m.csv.gz",))
+    (tmp_path / "f").mkdir()
+    (tmp_path / "f" / "m.csv.gz").write_bytes(b"")
+    done = run_all.Job("f", ["evaluate", "--out", "reference/f/m.csv.gz"], makes=("f/m.csv.gz",))
+    jobs = [started, waiting, todo, done]
+    assert run_all.status(jobs) == [
+        "in progress  sweep/x/logit_lam9  (epoch 1 of 2)", "waiting      w", "to do        t",
+        "finished     f"]
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
+                             "interpretable", *todo.args])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not run_all._running([todo]):
+            time.sleep(0.05)
+        assert run_all.status([todo]) == [f"running      t  (pid {proc.pid})"]
+    finally:
+        proc.kill()
+        proc.wait()
