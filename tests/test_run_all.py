@@ -113,3 +113,27 @@ def test_status_names_each_state_with_progress_and_pid(run_all, tmp_path, monkey
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_adopted_job_that_finishes_loses_its_last_checkpoint(run_all, tmp_path, monkeypatch):
+    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    real_sleep = time.sleep
+    monkeypatch.setattr(run_all.time, "sleep", lambda s: real_sleep(0.05))
+    run = tmp_path / "r"
+    run.mkdir()
+    job = run_all.Job("r", ["train", "--out", "reference/r"], makes=("r/final.pt",))
+    (run / "last.pt").write_bytes(b"")
+    # the stand-in "training" writes final.pt and exits, as a finished run does
+    code = f"import time, pathlib; time.sleep(0.5); pathlib.Path({str(run / 'final.pt')!r}).touch()"
+    proc = subprocess.Popen([sys.executable, "-c", code, "interpretable", *job.args])
+    try:
+        deadline = time.time() + 10
+        while time.time() < deadline and not run_all._running([job]):
+            real_sleep(0.05)
+        sched = run_all.Scheduler([job], sys.executable)
+        assert sched.adopted == {0: (proc.pid, job)}
+        sched.lane(0)  # waits for the adopted process, then finds nothing left to do
+    finally:
+        proc.kill()
+        proc.wait()
+    assert (run / "final.pt").is_file() and not (run / "last.pt").exists()
