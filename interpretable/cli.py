@@ -1,9 +1,11 @@
-"""Command line: ``python -m interpretable train|evaluate ...`` (also ``interpretable ...``).
+"""Command line: ``python -m interpretable train|evaluate|compare ...`` (or ``interpretable``).
 
 ``train``: under ``torchrun --nproc_per_node=N -m interpretable train ...`` the same command
 trains with DistributedDataParallel. ``evaluate RUN``: the CAM metrics of a trained run on the
-test set, resumable, with provenance (:func:`interpretable.metrics.evaluate_run`). Bad options
-print one line (no traceback) and exit with status 2.
+test set, resumable, with provenance (:func:`interpretable.metrics.evaluate_run`).
+``compare A B ...``: committed results of runs side by side, paired against the first
+(:mod:`interpretable.compare`). Bad options print one line (no traceback) and exit with
+status 2.
 """
 
 from __future__ import annotations
@@ -157,6 +159,30 @@ def evaluate_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return 0
 
 
+def _add_compare(sub) -> None:
+    c = sub.add_parser(
+        "compare", help="committed per-image results of runs side by side, paired",
+        description="The paper's table of each run's result files (means with 95%% intervals "
+        "over images, top-1 from summary.json) and, for every run after the first, the paired "
+        "difference against the first on the images both hold, marked better or worse where "
+        "its 95%% interval excludes 0.")
+    c.add_argument("sources", nargs="+", metavar="RUN_DIR_OR_RESULT_FILE",
+                   help="run folders (their metrics.csv.gz and metrics_scorecam.csv.gz) or "
+                   "result files; the first is the one the others are compared with")
+    c.add_argument("--markdown", action="store_true", help="pipe tables instead of text")
+
+
+def compare_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``python -m interpretable compare A B ...``: print :func:`interpretable.compare.report`."""
+    from interpretable.compare import report
+
+    try:
+        print(report(args.sources, markdown=args.markdown))
+    except (ValueError, FileNotFoundError) as exc:
+        parser.exit(2, f"interpretable compare: error: {_one_line(exc)}\n")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="interpretable",
                      description="interpretable gradients: training and evaluation")
@@ -230,6 +256,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     a("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     _add_evaluate(sub)
+    _add_compare(sub)
     return parser
 
 
@@ -258,6 +285,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.command == "evaluate":
         return evaluate_main(parser, args, argv)
+    if args.command == "compare":
+        return compare_main(parser, args)
     if args.command == "train":
         try:
             cfg = config_from_args(args)

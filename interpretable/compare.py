@@ -1,0 +1,112 @@
+"""Committed per-image results of several runs side by side: ``python -m interpretable compare``.
+
+The paper's table (mean of each metric with its 95% interval, per run and method, with the
+run's top-1) and, for every run after the first, the paired difference against the first
+(:func:`interpretable.analysis.paired_comparison`: the same images, a Student-t interval,
+a verdict only where the interval excludes zero). Chapter 6 shows the same numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from pathlib import Path
+
+__all__ = ["RESULT_FILES", "load_results", "top1", "report"]
+
+# The result files of a run folder, as reference/run_all.py writes them: all methods on the
+# main file, MobileNet-V2's Score-CAM on a seeded subset in its own file.
+RESULT_FILES = ("metrics.csv.gz", "metrics_scorecam.csv.gz")
+ORDER = ("AD", "AG", "AI", "Ins", "Del")
+
+
+def load_results(source: str | os.PathLike, files: Sequence[str] = RESULT_FILES):
+    """The per-image rows of ``source``: a result file, or a run folder (its ``files`` that
+    exist, concatenated; a method may appear in one of them only).
+
+    Raises FileNotFoundError when there is no result, ValueError when two files of a folder
+    hold the same method.
+    """
+    import pandas as pd
+
+    from .metrics import read_results
+
+    path = Path(source)
+    if path.is_file():
+        return read_results(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"source={str(source)!r}: no such result file or run folder")
+    parts = [read_results(path / f) for f in files if (path / f).is_file()]
+    if not parts:
+        raise FileNotFoundError(f"{path}: none of {', '.join(files)} is there (make them with "
+                                f"python -m interpretable evaluate {path})")
+    seen: dict[str, int] = {}
+    for i, t in enumerate(parts):
+        for m in t["method"].unique():
+            if m in seen:
+                raise ValueError(f"{path}: method {m!r} is in two result files")
+            seen[m] = i
+    return pd.concat(parts, ignore_index=True)
+
+
+def top1(source: str | os.PathLike) -> float | None:
+    """Test top-1 of a run folder from its ``summary.json`` (that of the stored weights when
+    they were stored in float16), None when there is none."""
+    path = Path(source)
+    summary = (path if path.is_dir() else path.parent) / "summary.json"
+    if not summary.is_file():
+        return None
+    s = json.loads(summary.read_text())
+    return s.get("test_acc_float16_weights", s.get("test_acc"))
+
+
+def _name(source) -> str:
+    p = Path(source)
+    return p.name if p.is_dir() else f"{p.parent.name}/{p.name}"
+
+
+def _markdown(frame) -> str:
+    """A pipe table of ``frame`` with its index as the first columns (no tabulate needed)."""
+    flat = frame.reset_index()
+    head = [str(c) for c in flat.columns]
+    rows = [["" if v is None or v != v else str(v) for v in r]
+            for r in flat.itertuples(index=False)]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
+
+
+def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
+    """The text ``python -m interpretable compare`` prints (see the module docstring)."""
+    import pandas as pd
+
+    from .analysis import paired_comparison
+    from .metrics import paper_table
+
+    if len(sources) < 1:
+        raise ValueError("sources: give at least one run folder or result file")
+    tables = {_name(s): load_results(s) for s in sources}
+    if len(tables) < len(sources):
+        raise ValueError("sources: two of them have the same name")
+    show = _markdown if markdown else (lambda f: f.to_string())
+    blocks = []
+    for (name, t), source in zip(tables.items(), sources, strict=True):
+        p = paper_table(t, ci=True).reindex(columns=list(ORDER))
+        p["images"] = t.groupby("method", sort=False)["index"].nunique().reindex(p.index)
+        acc = top1(source)
+        p["top-1 %"] = "" if acc is None else f"{acc:.2f}"
+        blocks.append(p.assign(run=name).reset_index().set_index(["run", "method"]))
+    out = ["Mean per run and method, percent, ± half-width of the 95% interval over images "
+           "(lower is better for AD and Del)", show(pd.concat(blocks))]
+    names = list(tables)
+    for name in names[1:]:
+        c = paired_comparison(tables[names[0]], tables[name])
+        c["cell"] = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
+                     for d, h, v in zip(c["difference"], c["ci half-width"], c["verdict"],
+                                        strict=True)]
+        grid = c.pivot(index="method", columns="metric", values="cell").reindex(
+            index=list(dict.fromkeys(c["method"])), columns=list(ORDER))
+        lo, hi = c["images"].min(), c["images"].max()
+        out += ["", f"{name} minus {names[0]}, paired over {lo if lo == hi else f'{lo}-{hi}'} "
+                "images (better/worse where the interval excludes 0)", show(grid)]
+    return "\n".join(out)
