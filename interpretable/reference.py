@@ -1,9 +1,11 @@
 """The reference runs committed with the repository, as the book reads them.
 
-Four models trained with the ``cpu`` preset on the full CIFAR-100 training set (see
+Models trained with the ``cpu`` preset on the full CIFAR-100 training set (see
 ``reference/README.md`` for the exact commands): ResNet-18 and MobileNet-V2, each with
-lambda = 0 (baseline) and with the paper's lambda (regularized). A run that has not finished
-yet is read from its last completed epoch, and ``meta["epoch"]`` says which.
+lambda = 0 (baseline), with the paper's lambda (regularized) and with the lambda* the sweep
+picked (aligned, with a lambda warm-up; ``interpretable.sweep``). A run that has not finished
+yet is read from its last completed epoch, and ``meta["epoch"]`` says which. The sweep runs
+themselves live in ``reference/sweep/`` (:mod:`interpretable.sweep`).
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ REFERENCE_DIR = Path(
     os.environ.get("INTERPRETABLE_REFERENCE", Path(__file__).resolve().parent.parent / "reference")
 )
 RUNS = ("resnet18_baseline", "resnet18_regularized", "mobilenet_v2_baseline",
-        "mobilenet_v2_regularized")
+        "mobilenet_v2_regularized", "resnet18_aligned", "mobilenet_v2_aligned")
 _FILES = ("final.pt", "last.pt")
 
 
