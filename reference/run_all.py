@@ -231,11 +231,12 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
 
 # ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
-# MobileNet-V2's sweep and aligned run are the longest chain left (about 7 lane-hours), so
-# they come before the remaining metric jobs, which need nothing after them.
+# The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
+# MobileNet-V2's sweep and aligned run, the longest chain left (about 7 lane-hours), before
+# the remaining metric jobs, which nothing waits for.
 JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
-                   + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS + ALIGNED[1:]
-                   + ALIGNED_METRICS[:1] + SWEEP_METRICS["resnet18"] + METRICS[2:]
+                   + ALIGNED_METRICS[:1] + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS
+                   + ALIGNED[1:] + SWEEP_METRICS["resnet18"] + METRICS[2:]
                    + ALIGNED_METRICS[1:] + SWEEP_METRICS["mobilenet_v2"]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS])
 
