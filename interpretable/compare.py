@@ -13,7 +13,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["RESULT_FILES", "load_results", "top1", "report"]
+__all__ = ["RESULT_FILES", "ORDER", "load_results", "top1", "paired_grid", "report"]
 
 # The result files of a run folder, as reference/run_all.py writes them: all methods on the
 # main file, MobileNet-V2's Score-CAM on a seeded subset in its own file.
@@ -25,6 +25,9 @@ def load_results(source: str | os.PathLike, files: Sequence[str] = RESULT_FILES)
     """The per-image rows of ``source``: a result file, or a run folder (its ``files`` that
     exist, concatenated; a method may appear in one of them only).
 
+    ``attrs["files"]`` of the returned table maps each method to the file its rows came from
+    (a folder's file name, or the file's own name).
+
     Raises FileNotFoundError when there is no result, ValueError when two files of a folder
     hold the same method.
     """
@@ -34,20 +37,23 @@ def load_results(source: str | os.PathLike, files: Sequence[str] = RESULT_FILES)
 
     path = Path(source)
     if path.is_file():
-        return read_results(path)
-    if not path.is_dir():
+        parts = {path.name: read_results(path)}
+    elif path.is_dir():
+        parts = {f: read_results(path / f) for f in files if (path / f).is_file()}
+    else:
         raise FileNotFoundError(f"source={str(source)!r}: no such result file or run folder")
-    parts = [read_results(path / f) for f in files if (path / f).is_file()]
     if not parts:
         raise FileNotFoundError(f"{path}: none of {', '.join(files)} is there (make them with "
                                 f"python -m interpretable evaluate {path})")
-    seen: dict[str, int] = {}
-    for i, t in enumerate(parts):
+    origin: dict[str, str] = {}
+    for f, t in parts.items():
         for m in t["method"].unique():
-            if m in seen:
+            if m in origin:
                 raise ValueError(f"{path}: method {m!r} is in two result files")
-            seen[m] = i
-    return pd.concat(parts, ignore_index=True)
+            origin[m] = f
+    table = pd.concat(parts.values(), ignore_index=True)
+    table.attrs["files"] = origin
+    return table
 
 
 def top1(source: str | os.PathLike) -> float | None:
@@ -76,6 +82,17 @@ def _markdown(frame) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def paired_grid(comparison):
+    """Method x metric text grid of a :func:`interpretable.analysis.paired_comparison` table:
+    ``"-2.50 ± 0.83 better"`` (difference, 95% half-width, the verdict unless it is "no clear
+    difference"); methods in their order of appearance, metrics in :data:`ORDER`."""
+    c = comparison
+    text = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
+            for d, h, v in zip(c["difference"], c["ci half-width"], c["verdict"], strict=True)]
+    return (c.assign(cell=text).pivot(index="method", columns="metric", values="cell")
+            .reindex(index=list(dict.fromkeys(c["method"])), columns=list(ORDER)))
+
+
 def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
     """The text ``python -m interpretable compare`` prints (see the module docstring)."""
     import pandas as pd
@@ -101,12 +118,7 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
     names = list(tables)
     for name in names[1:]:
         c = paired_comparison(tables[names[0]], tables[name])
-        c["cell"] = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
-                     for d, h, v in zip(c["difference"], c["ci half-width"], c["verdict"],
-                                        strict=True)]
-        grid = c.pivot(index="method", columns="metric", values="cell").reindex(
-            index=list(dict.fromkeys(c["method"])), columns=list(ORDER))
         lo, hi = c["images"].min(), c["images"].max()
         out += ["", f"{name} minus {names[0]}, paired over {lo if lo == hi else f'{lo}-{hi}'} "
-                "images (better/worse where the interval excludes 0)", show(grid)]
+                "images (better/worse where the interval excludes 0)", show(paired_grid(c))]
     return "\n".join(out)

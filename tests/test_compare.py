@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from interpretable.cli import main
-from interpretable.compare import load_results, report, top1
+from interpretable.compare import ORDER, load_results, paired_grid, report, top1
 from interpretable.metrics._results import save, write_meta
 from interpretable.stats import t_quantile
 
@@ -47,6 +47,10 @@ def runs(tmp_path):
 def test_folder_results_are_both_files(runs):
     t = load_results(runs[0])
     assert sorted(t["method"].unique()) == ["Grad-CAM", "Score-CAM"] and len(t) == 6
+    assert t.attrs["files"] == {"Grad-CAM": "metrics.csv.gz",
+                                "Score-CAM": "metrics_scorecam.csv.gz"}
+    one = load_results(runs[0] / "metrics_scorecam.csv.gz")
+    assert len(one) == 2 and one.attrs["files"] == {"Score-CAM": "metrics_scorecam.csv.gz"}
     assert top1(runs[0]) is None and top1(runs[1]) == 60.01
 
 
@@ -88,3 +92,14 @@ def test_errors(runs, tmp_path, capsys):
 def test_command_prints_the_report(runs, capsys):
     assert main(["compare", *map(str, runs)]) == 0
     assert capsys.readouterr().out.strip() == report(runs)
+
+
+def test_paired_grid_cells(runs):
+    from interpretable.analysis import paired_comparison
+
+    c = paired_comparison(load_results(runs[0]), load_results(runs[1]))
+    grid = paired_grid(c)
+    assert list(grid.index) == ["Grad-CAM"] and list(grid.columns) == list(ORDER)
+    d_half = t_quantile(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
+    assert grid.loc["Grad-CAM", "AD"] == f"-2.50 ± {d_half:.2f} better"
+    assert grid.loc["Grad-CAM", "Del"] == "+0.00 ± 0.00"  # no verdict where nothing differs
