@@ -167,7 +167,8 @@ _ORDER = {"resnet18": [("logit", 0.0), ("logit", 1.0), ("logit", 0.3), ("logit",
                        ("logit", 3.0), ("logit", 5.0), ("loss", 1.0), ("loss", 3.0),
                        ("loss", 7.5e-3), ("loss", 2.0), ("loss", 5.0)],
           "mobilenet_v2": [("logit", 0.0), ("logit", 1.0), ("logit", 0.3), ("logit", 2.0),
-                           ("logit", 0.5), ("logit", 3.0), ("logit", 1.5), ("logit", 7.5e-3)]}
+                           ("logit", 0.5), ("logit", 0.1), ("logit", 3.0), ("logit", 1.5),
+                           ("logit", 7.5e-3)]}
 
 
 def _sweep_jobs(arch: str, curve: str | None = None) -> list[Job]:
