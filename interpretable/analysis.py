@@ -24,6 +24,7 @@ __all__ = [
     "cosine",
     "gradient_cosine",
     "roughness",
+    "lattice_concentration",
     "negative_share",
     "is_empty",
     "BETTER",
@@ -174,6 +175,27 @@ def roughness(g: Tensor) -> Tensor:
     dx = (g[..., :, 1:] - g[..., :, :-1]).abs().flatten(1).mean(1)
     dy = (g[..., 1:, :] - g[..., :-1, :]).abs().flatten(1).mean(1)
     return 0.5 * (dx + dy) / g.abs().flatten(1).mean(1).clamp_min(1e-12)
+
+
+def lattice_concentration(g: Tensor, period: int = 2) -> Tensor:
+    """How much of a map's magnitude sits on one pixel lattice: (B, ..., H, W) -> (B,).
+
+    The pixels split into ``period**2`` lattices {(i, j): i = a, j = b (mod period)}; the
+    value is ``period**2`` times the largest share of the total |g| that one lattice holds.
+    1 when the magnitude is spread evenly over the lattices (a little above 1 for noise: the
+    largest of ``period**2`` shares), ``period**2`` when all of it lies on one lattice: the
+    grid of dots that strided layers can leave in an input gradient. Rows and columns beyond
+    the last whole period are left out.
+    """
+    _batch(g, "g", 3)
+    if not isinstance(period, int) or not 1 <= period <= min(g.shape[-2:]):
+        raise ValueError(f"period must be an int from 1 to min(H, W) = {min(g.shape[-2:])}, "
+                         f"got {period!r}")
+    h, w = (g.shape[-2] // period) * period, (g.shape[-1] // period) * period
+    # (B, C, H/p, p, W/p, p) -> the total of each of the p*p lattices, (B, p*p)
+    a = g[..., :h, :w].abs().reshape(len(g), -1, h // period, period, w // period, period)
+    shares = a.sum((1, 2, 4)).flatten(1)
+    return period**2 * shares.amax(1) / shares.sum(1).clamp_min(1e-12)
 
 
 def negative_share(g: Tensor) -> Tensor:

@@ -90,6 +90,28 @@ def test_roughness_and_negative_share_match_loops():
     assert analysis.negative_share(-torch.ones(1, 4)).item() == 1
 
 
+def test_lattice_concentration_matches_a_loop_and_hand_cases():
+    g = torch.randn(3, 2, 7, 9, generator=torch.Generator().manual_seed(10))
+    for period in (1, 2, 3):
+        ref = []
+        for img in np.abs(g.double().numpy()):
+            h, w = img.shape[1] // period * period, img.shape[2] // period * period
+            img = img[:, :h, :w]
+            tot = [img[:, a::period, b::period].sum() for a in range(period)
+                   for b in range(period)]
+            ref.append(period**2 * max(tot) / sum(tot))
+        np.testing.assert_allclose(analysis.lattice_concentration(g, period).numpy(), ref,
+                                   rtol=1e-5)
+    even = torch.ones(2, 4, 6)
+    dots = torch.zeros(2, 4, 6)
+    dots[:, 1::2, 0::2] = 3.0                    # all magnitude on one of the 4 lattices
+    assert analysis.lattice_concentration(even).tolist() == [1, 1]
+    assert analysis.lattice_concentration(dots).tolist() == [4, 4]
+    assert analysis.lattice_concentration(-dots[:, None]).tolist() == [4, 4]  # (B, C, H, W)
+    with pytest.raises(ValueError, match="period"):
+        analysis.lattice_concentration(even, period=5)
+
+
 def test_edge_strength_matches_scipy_sobel():
     pixels = torch.rand(2, 3, 8, 8, generator=torch.Generator().manual_seed(9))
     ours = analysis.edge_strength(pixels, denormalize=False)
