@@ -33,6 +33,7 @@ from interpretable.metrics import (
     prepare_maps,
     summarize,
 )
+from interpretable.metrics.runs import TOLERANCES
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -737,9 +738,13 @@ def test_evaluate_explicit_indices_and_out_of_order_resume(cifar_model, test_set
     assert [r["index"] for r in rows] == [7, 7, 3, 3, 5, 5]
     assert [r["method"] for r in rows[:2]] == ["r", "c"]
     by_n = evaluate(cifar_model, test_set, m, n_images=8, **kw)
+    # Another batch composition changes the forward pass by float rounding only, by how much
+    # depends on the CPU's kernels (AD: 8.8e-6 points seen for an image recomputed alone), so
+    # "the same numbers" means within the AD tolerance verify_results uses.
+    tol = TOLERANCES["ad"]
     for r in rows[1::2]:  # center maps: the same numbers as in another selection
         twin = next(t for t in by_n if (t["index"], t["method"]) == (r["index"], r["method"]))
-        assert r["ad"] == pytest.approx(twin["ad"], abs=1e-5)
+        assert r["ad"] == pytest.approx(twin["ad"], abs=tol)
     for bad in ([], [1, 1], [10_000], [True], [1.5]):
         with pytest.raises(ValueError, match="indices"):
             evaluate(cifar_model, test_set, m, indices=bad, **kw)
@@ -756,4 +761,4 @@ def test_evaluate_explicit_indices_and_out_of_order_resume(cifar_model, test_set
     assert repr(_results.read(out)[0]) == repr(resumed)
     # (the random maps are seeded by the batch's targets: compare the center maps)
     np.testing.assert_allclose([r["ad"] for r in resumed[1::2]], [r["ad"] for r in full[1::2]],
-                               atol=1e-6)
+                               atol=tol)
