@@ -265,10 +265,14 @@ def paired_comparison(
         One row per (method, metric), methods in ``base``'s order: ``method``, ``metric``
         (``AD``, ``AG``, ``AI``, ``Ins``, ``Del``, or the column name for other metrics),
         ``difference`` (mean of other - base, in the metric's units: percentage points),
-        ``ci half-width``, ``ci low``, ``ci high``, ``images`` (pairs used) and ``verdict``:
+        ``ci half-width``, ``ci low``, ``ci high``, ``images`` (pairs used), ``verdict``:
         ``"better"`` / ``"worse"`` (``other`` against ``base``) when the interval excludes 0,
-        else ``"no clear difference"`` (also with fewer than two pairs). A DataFrame when
-        either input is one and pandas is installed, else a list of dicts.
+        else ``"no clear difference"`` (also with fewer than two pairs), and ``bonferroni
+        verdict``: the same rule with the interval at level 1 - (1 - ``confidence``) / m, m the
+        number of rows returned (method x metric cells), so that when no cell differs the
+        chance of any "better" or "worse" among the m is at most 1 - ``confidence``
+        (Bonferroni). A DataFrame when either input is one and pandas is installed, else a
+        list of dicts.
 
     Raises:
         ValueError: the tables share no rows, a table has two rows for one key, a metric is
@@ -300,9 +304,15 @@ def paired_comparison(
     with_pairs = {k[at] for k in shared}
     methods = [m for m in dict.fromkeys(k[at] for k in b) if m in with_pairs]
     names = {v: k for k, v in PAPER_COLUMNS.items()}
-    q = 0.5 + confidence / 2 if 0 < confidence < 1 else None
-    if q is None:
+    if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
+    family = 1 - (1 - confidence) / (len(methods) * len(better))  # Bonferroni
+
+    def verdict(ci: dict[str, float], sign: int) -> str:
+        if ci["low"] > 0 or ci["high"] < 0:  # False for NaN bounds (fewer than two pairs)
+            return "better" if sign * ci["mean"] > 0 else "worse"
+        return "no clear difference"
+
     out = []
     for method in methods:
         pairs = [(b[k], o[k]) for k in shared if k[at] == method]
@@ -310,14 +320,11 @@ def paired_comparison(
             d = [float(y[metric]) - float(x[metric]) for x, y in pairs]
             d = [v for v in d if not math.isnan(v)]
             ci = mean_interval(d, confidence)
-            half = (ci["high"] - ci["low"]) / 2
-            if math.isfinite(half) and (ci["low"] > 0 or ci["high"] < 0):
-                verdict = "better" if sign * ci["mean"] > 0 else "worse"
-            else:
-                verdict = "no clear difference"
             out.append({"method": method, "metric": names.get(metric, metric),
-                        "difference": ci["mean"], "ci half-width": half, "ci low": ci["low"],
-                        "ci high": ci["high"], "images": ci["n"], "verdict": verdict})
+                        "difference": ci["mean"], "ci half-width": (ci["high"] - ci["low"]) / 2,
+                        "ci low": ci["low"], "ci high": ci["high"], "images": ci["n"],
+                        "verdict": verdict(ci, sign),
+                        "bonferroni verdict": verdict(mean_interval(d, family), sign)})
     from .metrics._results import _pandas
 
     pd = _pandas()

@@ -3,7 +3,8 @@
 The paper's table (mean of each metric with its 95% interval, per run and method, with the
 run's top-1) and, for every run after the first, the paired difference against the first
 (:func:`interpretable.analysis.paired_comparison`: the same images, a Student-t interval,
-a verdict only where the interval excludes zero). Chapter 6 shows the same numbers.
+a verdict only where the interval excludes zero, marked ``*`` where it does so also after a
+Bonferroni correction over the comparison's cells). Chapter 6 shows the same numbers.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["RESULT_FILES", "ORDER", "load_results", "top1", "paired_grid", "report"]
+__all__ = ["RESULT_FILES", "ORDER", "load_results", "top1", "paired_images", "paired_grid",
+           "report"]
 
 # The result files of a run folder, as reference/run_all.py writes them: all methods on the
 # main file, MobileNet-V2's Score-CAM on a seeded subset in its own file.
@@ -82,13 +84,23 @@ def _markdown(frame) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
+def paired_images(comparison) -> str:
+    """How many images a :func:`interpretable.analysis.paired_comparison` table pairs: ``"2000"``,
+    or ``"1996-2000"`` when its cells differ (NaN pairs or methods on other subsets)."""
+    lo, hi = comparison["images"].min(), comparison["images"].max()
+    return f"{lo}" if lo == hi else f"{lo}-{hi}"
+
+
 def paired_grid(comparison):
     """Method x metric text grid of a :func:`interpretable.analysis.paired_comparison` table:
-    ``"-2.50 ± 0.83 better"`` (difference, 95% half-width, the verdict unless it is "no clear
-    difference"); methods in their order of appearance, metrics in :data:`ORDER`."""
+    ``"-2.50 ± 0.83 better*"`` (difference, 95% half-width, the verdict unless it is "no clear
+    difference", ``*`` when the Bonferroni verdict agrees); methods in their order of
+    appearance, metrics in :data:`ORDER`."""
     c = comparison
     text = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
-            for d, h, v in zip(c["difference"], c["ci half-width"], c["verdict"], strict=True)]
+            + ("*" if v != "no clear difference" and v == bv else "")
+            for d, h, v, bv in zip(c["difference"], c["ci half-width"], c["verdict"],
+                                   c["bonferroni verdict"], strict=True)]
     return (c.assign(cell=text).pivot(index="method", columns="metric", values="cell")
             .reindex(index=list(dict.fromkeys(c["method"])), columns=list(ORDER)))
 
@@ -118,7 +130,7 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
     names = list(tables)
     for name in names[1:]:
         c = paired_comparison(tables[names[0]], tables[name])
-        lo, hi = c["images"].min(), c["images"].max()
-        out += ["", f"{name} minus {names[0]}, paired over {lo if lo == hi else f'{lo}-{hi}'} "
-                "images (better/worse where the interval excludes 0)", show(paired_grid(c))]
+        out += ["", f"{name} minus {names[0]}, paired over {paired_images(c)} images "
+                "(better/worse where the interval excludes 0; * also after Bonferroni "
+                f"correction over the {len(c)} cells)", show(paired_grid(c))]
     return "\n".join(out)

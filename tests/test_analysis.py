@@ -189,7 +189,7 @@ def test_paired_comparison_matches_scipy_ttest_rel():
     res = analysis.paired_comparison(base, other)
     assert isinstance(res, pd.DataFrame)
     assert list(res.columns) == ["method", "metric", "difference", "ci half-width", "ci low",
-                                 "ci high", "images", "verdict"]
+                                 "ci high", "images", "verdict", "bonferroni verdict"]
     assert res["method"].tolist() == ["Grad-CAM"] * 5 + ["FastCAM"] * 5
     assert res["metric"].tolist() == ["AD", "AG", "AI", "Ins", "Del"] * 2
     names = {"AD": "ad", "AG": "ag", "AI": "ai", "Ins": "insertion", "Del": "deletion"}
@@ -204,11 +204,12 @@ def test_paired_comparison_matches_scipy_ttest_rel():
         assert row["difference"] == pytest.approx((o.loc[shared, col] - b.loc[shared, col]).mean())
         assert row["ci low"] == pytest.approx(ci.low) and row["ci high"] == pytest.approx(ci.high)
         assert row["ci half-width"] == pytest.approx((ci.high - ci.low) / 2)
-        if t.pvalue >= 0.05:
-            assert row["verdict"] == "no clear difference"
-        else:
-            sign = analysis.BETTER[col]
-            assert row["verdict"] == ("better" if sign * t.statistic > 0 else "worse")
+        sign = analysis.BETTER[col]
+        for key, alpha in (("verdict", 0.05), ("bonferroni verdict", 0.05 / len(res))):
+            if t.pvalue >= alpha:
+                assert row[key] == "no clear difference"
+            else:
+                assert row[key] == ("better" if sign * t.statistic > 0 else "worse")
     verdicts = res.set_index(["method", "metric"])["verdict"]
     assert verdicts[("FastCAM", "AD")] == "worse" and verdicts[("FastCAM", "Ins")] == "better"
 
@@ -227,6 +228,13 @@ def test_paired_comparison_hand_computed():
         assert r["ci half-width"] == pytest.approx(half)
         assert r["ci low"] == pytest.approx(3 - half) and r["ci high"] == pytest.approx(3 + half)
     assert [r["verdict"] for r in res] == ["better", "worse"]  # higher AG good, higher AD bad
+    # Bonferroni over the 2 cells: level 0.975, t_{0.9875, 2} = 6.2053 / sqrt(3) = 3.583 > 3
+    assert [r["bonferroni verdict"] for r in res] == ["no clear difference"] * 2
+    # differences 4, 5, 6: mean 5 > 3.583, the corrected interval excludes 0 too
+    res = analysis.paired_comparison(base, rows([14.0, 25.0, 36.0]), better={"ag": 1, "ad": -1})
+    assert [r["bonferroni verdict"] for r in res] == ["better", "worse"]
+    single = analysis.paired_comparison(base, rows([12.0, 23.0, 34.0]), better={"ag": 1})[0]
+    assert single["bonferroni verdict"] == single["verdict"]  # one cell: nothing to correct
     # differences 1, -1, 2: the interval covers 0
     res = analysis.paired_comparison(base, rows([11.0, 19.0, 32.0]), better={"ag": 1})
     assert res[0]["verdict"] == "no clear difference"
@@ -234,7 +242,7 @@ def test_paired_comparison_hand_computed():
     # one image: no interval, no verdict; NaN pairs are skipped
     one = analysis.paired_comparison(rows([1.0]), rows([5.0]), better={"ag": 1})[0]
     assert one["images"] == 1 and np.isnan(one["ci half-width"])
-    assert one["verdict"] == "no clear difference"
+    assert one["verdict"] == one["bonferroni verdict"] == "no clear difference"
     nan = analysis.paired_comparison(base, rows([12.0, float("nan"), 34.0]), better={"ag": 1})
     assert nan[0]["images"] == 2 and nan[0]["difference"] == pytest.approx(3.0)
 

@@ -10,7 +10,14 @@ import pandas as pd
 import pytest
 
 from interpretable.cli import main
-from interpretable.compare import ORDER, load_results, paired_grid, report, top1
+from interpretable.compare import (
+    ORDER,
+    load_results,
+    paired_grid,
+    paired_images,
+    report,
+    top1,
+)
 from interpretable.metrics._results import save, write_meta
 from interpretable.stats import t_quantile
 
@@ -63,7 +70,7 @@ def test_report_numbers(runs):
     line = next(x for x in text.splitlines() if x.startswith("Grad-CAM") and "±" in x
                 and "+0.00" in x)
     assert f"-2.50 ± {d_half:.2f} better" in line   # lower AD is better; excludes 0
-    assert "paired over 4 images" in text
+    assert "paired over 4 images" in text and "Bonferroni correction over the 5 cells" in text
     assert "Score-CAM" not in text.split("minus")[1]  # only shared methods are compared
 
 
@@ -101,5 +108,24 @@ def test_paired_grid_cells(runs):
     grid = paired_grid(c)
     assert list(grid.index) == ["Grad-CAM"] and list(grid.columns) == list(ORDER)
     d_half = t_quantile(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
+    # 4 images: the Bonferroni interval over 5 cells (t_{0.995, 3} = 5.84) covers 0: no star
     assert grid.loc["Grad-CAM", "AD"] == f"-2.50 ± {d_half:.2f} better"
     assert grid.loc["Grad-CAM", "Del"] == "+0.00 ± 0.00"  # no verdict where nothing differs
+    assert paired_images(c) == "4"
+
+
+def test_paired_grid_marks_bonferroni_and_images_range():
+    import pandas as pd
+
+    c = pd.DataFrame({"method": ["m", "m", "m"], "metric": ["AD", "AG", "Del"],
+                      "difference": [-2.0, 1.0, 0.5], "ci half-width": [0.5, 0.8, 0.6],
+                      "images": [2000, 1998, 2000],
+                      "verdict": ["better", "better", "no clear difference"],
+                      "bonferroni verdict": ["better", "no clear difference",
+                                             "no clear difference"]})
+    grid = paired_grid(c)
+    assert grid.loc["m", "AD"] == "-2.00 ± 0.50 better*"
+    assert grid.loc["m", "AG"] == "+1.00 ± 0.80 better"
+    assert grid.loc["m", "Del"] == "+0.50 ± 0.60"
+    assert pd.isna(grid.loc["m", "AI"])  # a metric not compared stays empty
+    assert paired_images(c) == "1998-2000"
