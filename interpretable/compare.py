@@ -98,7 +98,7 @@ def paired_grid(comparison):
     appearance, metrics in :data:`ORDER`."""
     c = comparison
     text = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
-            + ("*" if v != "no clear difference" and v == bv else "")
+            + ("" if bv == "no clear difference" else "*")  # the wider interval, same mean
             for d, h, v, bv in zip(c["difference"], c["ci half-width"], c["verdict"],
                                    c["bonferroni verdict"], strict=True)]
     return (c.assign(cell=text).pivot(index="method", columns="metric", values="cell")
