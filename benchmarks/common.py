@@ -1,7 +1,9 @@
-"""Shared timing helpers: warm-up, repetitions, medians, ratios and PASS/MISS lines."""
+"""Shared benchmark helpers: timing (warm-up, repetitions, medians, ratios, PASS/MISS lines)
+and the adapter that feeds given maps to torchcam's metrics."""
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
@@ -11,7 +13,7 @@ from interpretable import timing as _timing
 from interpretable.timing import Timing
 
 __all__ = ["Timing", "Target", "measure", "measure_interleaved", "print_table",
-           "matmul_gflops", "count_flops"]
+           "matmul_gflops", "count_flops", "FixedMaps"]
 
 
 def measure(
@@ -37,6 +39,28 @@ def measure_interleaved(
     :func:`interpretable.timing.measure_interleaved` (the one the book uses too).
     """
     return _timing.measure_interleaved(fns, repeats=repeats, warmup=warmup, device=device)
+
+
+class FixedMaps:
+    """A torchcam CAM-extractor stand-in that returns given maps ``(B, H, W)``.
+
+    torchcam's metrics (``DeletionInsertionMetric``, ``ClassificationMetric``) take an
+    extractor and call it; this one hands them our maps, so ours and theirs score the same
+    saliency and a comparison (or a timing) measures only the metric. Used by the metrics
+    benchmark and by the peer tests in ``tests/test_metrics.py``.
+    """
+
+    def __init__(self, model: torch.nn.Module, maps: torch.Tensor):
+        self.model, self.maps = model, maps
+
+    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
+        return [self.maps]
+
+    def fuse_cams(self, cams):
+        return cams[0]
+
+    def _hooks_off(self):
+        return contextlib.nullcontext()
 
 
 @dataclass

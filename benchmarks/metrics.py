@@ -35,6 +35,7 @@ import torch
 
 import interpretable as itp
 from benchmarks.common import (
+    FixedMaps,
     Target,
     Timing,
     count_flops,
@@ -77,22 +78,6 @@ def per_image_loop(model, x, maps, target, step):
             ins.append(100 * auc(torch.stack(curve_i)))
             dele.append(100 * auc(torch.stack(curve_d)))
     return torch.stack(ins), torch.stack(dele)
-
-
-class _FixedMaps:
-    """torchcam CAM-extractor stand-in returning given maps, so only the metric is timed."""
-
-    def __init__(self, model, maps):
-        self.model, self.maps = model, maps
-
-    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        return contextlib.nullcontext()
 
 
 def _suite_methods():
@@ -183,7 +168,7 @@ def _run(width, n_images, step, repeats, quick, batch_size, loop_images, suite, 
     with contextlib.suppress(ImportError):
         from torchcam.metrics import DeletionInsertionMetric
 
-        tc = DeletionInsertionMetric(_FixedMaps(model, maps[:peer_images]), soft, steps=steps,
+        tc = DeletionInsertionMetric(FixedMaps(model, maps[:peer_images]), soft, steps=steps,
                                      baseline=black(x), batch_size=batch_size)
     results: dict = {}
     tc_key = f"torchcam DeletionInsertionMetric ({peer_images} img)"

@@ -22,6 +22,7 @@ from torch.utils.data import Subset, TensorDataset
 from torchvision.transforms.functional import gaussian_blur
 
 import interpretable as itp
+from benchmarks.common import FixedMaps
 from interpretable.data import normalize
 from interpretable.metrics import (
     accuracy,
@@ -376,24 +377,6 @@ def test_prepare_maps_rules():
 # ---------------------------------------------------------------------------- peers
 
 
-class _FixedMaps:
-    """A torchcam CAM-extractor stand-in that returns given maps (so both rank the same S)."""
-
-    def __init__(self, model, maps):
-        self.model, self.maps = model, maps
-
-    def __call__(self, class_idx=None, scores=None, normalized=True, **kwargs):
-        return [self.maps]
-
-    def fuse_cams(self, cams):
-        return cams[0]
-
-    def _hooks_off(self):
-        import contextlib
-
-        return contextlib.nullcontext()
-
-
 def test_deletion_insertion_match_torchcam(tiny):
     from torchcam.metrics import DeletionInsertionMetric
 
@@ -404,10 +387,10 @@ def test_deletion_insertion_match_torchcam(tiny):
     ins, dele = insertion_deletion(model, x, maps, torch.tensor(target), step=16)
     soft = partial(torch.softmax, dim=-1)
     black_in = normalize(torch.zeros(1, 3, 1, 1))
-    m_del = DeletionInsertionMetric(_FixedMaps(model, maps), soft, steps=16, baseline=black_in)
+    m_del = DeletionInsertionMetric(FixedMaps(model, maps), soft, steps=16, baseline=black_in)
     m_del.update(x, class_idx=target)
     # torchcam uses one baseline for both curves: the blur gives our insertion
-    m_ins = DeletionInsertionMetric(_FixedMaps(model, maps), soft, steps=16,
+    m_ins = DeletionInsertionMetric(FixedMaps(model, maps), soft, steps=16,
                                     baseline=itp.metrics.blur_substrate)
     m_ins.update(x, class_idx=target)
     assert dele.mean().item() / 100 == pytest.approx(m_del.summary()["deletion_auc"], abs=1e-6)
@@ -433,7 +416,7 @@ def test_average_drop_increase_match_torchcam(tiny):
     ad, _, ai = confidence_scores(model, x, maps, torch.tensor([1, 2, 3]))
     s = prepare_maps(maps, x)
     shifted = _Shifted(model)
-    metric = ClassificationMetric(_FixedMaps(shifted, s), partial(torch.softmax, dim=-1))
+    metric = ClassificationMetric(FixedMaps(shifted, s), partial(torch.softmax, dim=-1))
     metric.update(x - normalize(torch.zeros(1, 3, 1, 1, dtype=x.dtype)), class_idx=[1, 2, 3])
     summary = metric.summary()  # torchcam divides by Y + 1e-7
     assert ad.mean().item() / 100 == pytest.approx(summary["avg_drop"], rel=1e-5)
