@@ -200,7 +200,9 @@ METRICS = [
 # lambda), then the rest in sweep order; the order changes when results arrive, not what
 # they are.
 _FIRST = {"resnet18": ["sweep/resnet18/logit_lam0", "sweep/resnet18/logit_lam0.5",
-                       "sweep/resnet18/logit_lam0.0075"]}
+                       "sweep/resnet18/logit_lam0.0075"],
+          "mobilenet_v2": ["sweep/mobilenet_v2/logit_lam0", "sweep/mobilenet_v2/logit_lam0.5",
+                           "sweep/mobilenet_v2/logit_lam0.0075"]}
 
 
 def _sweep_metrics(arch: str) -> list[Job]:
@@ -234,11 +236,16 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
 # The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
 # MobileNet-V2's sweep and aligned run, the longest chain left (about 7 lane-hours), before
-# the remaining metric jobs, which nothing waits for.
+# the remaining metric jobs, which nothing waits for. Of those, first the files that give
+# chapter 6 a MobileNet-V2 comparison each (baseline and paper lambda on 10,000 images; the
+# sweep's control, lambda* and paper lambda; the aligned run), then the slow Score-CAM
+# subsets, then the rest of the sweep.
+_N_FIRST = len(_FIRST["mobilenet_v2"])
 JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
                    + ALIGNED_METRICS[:1] + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS
-                   + ALIGNED[1:] + SWEEP_METRICS["resnet18"] + METRICS[2:]
-                   + ALIGNED_METRICS[1:] + SWEEP_METRICS["mobilenet_v2"]
+                   + ALIGNED[1:] + SWEEP_METRICS["resnet18"] + METRICS[2:4]
+                   + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
+                   + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS])
 
 
