@@ -24,8 +24,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-__all__ = ["GRID", "TOLERANCE", "BASELINES", "run_name", "run_dir", "planned", "summaries",
-           "table", "choose_lambda", "verify_run"]
+__all__ = ["GRID", "TOLERANCE", "BASELINES", "REPLICATES", "run_name", "run_dir", "planned",
+           "summaries", "table", "choose_lambda", "verify_run", "replicate_dir"]
 
 #: lambda values of each curve, per architecture (the control lambda = 0 is separate).
 GRID: dict[str, dict[str, tuple[float, ...]]] = {
@@ -47,6 +47,13 @@ GRID: dict[str, dict[str, tuple[float, ...]]] = {
 TOLERANCE = 1.5
 #: The reference run each architecture's sweep starts from.
 BASELINES = {"resnet18": "resnet18_baseline", "mobilenet_v2": "mobilenet_v2_baseline"}
+#: Sweep runs trained again with other seeds (``{arch: {(gradient_of, lambda): seeds}}``):
+#: ResNet-18's control and its lambda* = 0.5 (by the rule), seed 1. Added after the sweep and
+#: its metrics were known, to measure how much two fine-tunings differ that differ only in the
+#: seed (batch order, augmentation): they choose nothing, they size the noise of training.
+REPLICATES: dict[str, dict[tuple[str, float], tuple[int, ...]]] = {
+    "resnet18": {("logit", 0.0): (1,), ("logit", 0.5): (1,)},
+}
 
 
 def run_name(gradient_of: str, lam: float) -> str:
@@ -57,6 +64,12 @@ def run_name(gradient_of: str, lam: float) -> str:
 def run_dir(root: str | Path, arch: str, gradient_of: str, lam: float) -> Path:
     """``root/sweep/<arch>/<run_name>`` (``root``: the reference folder)."""
     return Path(root) / "sweep" / arch / run_name(gradient_of, lam)
+
+
+def replicate_dir(root: str | Path, arch: str, gradient_of: str, lam: float, seed: int) -> Path:
+    """``root/replicates/<arch>/<run_name>_seed<seed>``: a sweep run trained with another seed
+    (outside ``sweep/``, so :func:`summaries` and the rule never see it)."""
+    return Path(root) / "replicates" / arch / f"{run_name(gradient_of, lam)}_seed{seed}"
 
 
 def planned(arch: str, curves: tuple[str, ...] | None = None) -> list[tuple[str, float]]:

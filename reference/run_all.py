@@ -226,6 +226,25 @@ def _conditional(job: Job) -> ConditionalJob:
 
 
 MOBILENET_LOSS = [_conditional(j) for j in _sweep_jobs("mobilenet_v2", "loss")]
+
+
+def _replicate_jobs() -> list[Job]:
+    """Sweep runs trained again with another seed (sweep.REPLICATES), then their metrics on
+    the sweep's 2,000 images."""
+    train, metrics = [], []
+    for arch, runs in sweep.REPLICATES.items():
+        base = f"{sweep.BASELINES[arch]}/final.pt"
+        for (g, lam), seeds in runs.items():
+            for seed in seeds:
+                name = str(sweep.replicate_dir("", arch, g, lam, seed))
+                train.append(_train(name, "--preset", "finetune", "--arch", arch, "--lam",
+                                    f"{lam:g}", "--gradient-of", g, "--init",
+                                    f"reference/{base}", "--seed", str(seed), needs=(base,)))
+                metrics.append(_evaluate(name, NO_SCORECAM, "2000"))
+    return train + metrics
+
+
+REPLICATE_JOBS = _replicate_jobs()
 ALIGNED = [_aligned("resnet18"), _aligned("mobilenet_v2")]
 ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
                    _evaluate("mobilenet_v2_aligned", NO_SCORECAM),
@@ -239,14 +258,16 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
 # the remaining metric jobs, which nothing waits for. Of those, first the files that give
 # chapter 6 a MobileNet-V2 comparison each (baseline and paper lambda on 10,000 images; the
 # sweep's control, lambda* and paper lambda; the aligned run), then the slow Score-CAM
-# subsets, then the rest of the sweep.
+# subsets, then the rest of the sweep. Last, the replicates with another seed (no issue
+# waits for them).
 _N_FIRST = len(_FIRST["mobilenet_v2"])
 JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
                    + ALIGNED_METRICS[:1] + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS
                    + ALIGNED[1:] + SWEEP_METRICS["resnet18"] + METRICS[2:4]
                    + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
                    + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
-                   + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS])
+                   + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS]
+                   + REPLICATE_JOBS)
 
 
 def _alive(pid: int) -> bool:

@@ -43,6 +43,17 @@ def test_every_planned_run_has_a_training_and_a_metrics_job(run_all):
     for j in sweep_train:  # one schedule for all: the finetune preset from the baseline
         assert j.args[:2] == ["train", "--preset"] and j.args[2] == "finetune"
         assert j.args[j.args.index("--init") + 1].endswith("_baseline/final.pt")
+    for arch, runs in sweep.REPLICATES.items():  # the same schedule again, another seed
+        for (g, lam), seeds in runs.items():
+            for seed in seeds:
+                run = str(sweep.replicate_dir("", arch, g, lam, seed))
+                job = next(j for j in run_all.JOBS if j.name == run)
+                twin = next(j for j in sweep_train if j.name == str(sweep.run_dir("", arch, g,
+                                                                                  lam)))
+                assert job.args[job.args.index("--seed") + 1] == str(seed)
+                assert job.args[:job.args.index("--out")] == \
+                    twin.args[:twin.args.index("--out")] + ["--seed", str(seed)]
+                assert f"{run}:metrics.csv.gz" in names
 
 
 def test_running_jobs_are_found_and_adopted_not_started_twice(run_all, tmp_path):

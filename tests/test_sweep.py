@@ -1,4 +1,4 @@
-"""The lambda* rule of the sweep (interpretable.sweep), on hand-made summaries."""
+"""The lambda* rule of the sweep (interpretable.sweep), on hand-made summaries; the replicates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from interpretable import sweep
+from interpretable import reference, sweep
 
 
 def _run(lam, acc, align=0.9, g="logit"):
@@ -62,6 +62,23 @@ def test_names_grid_and_summaries(tmp_path):
     d.mkdir(parents=True)
     (d / "summary.json").write_text(json.dumps(_run(1.0, 64.0)))
     assert [s["run"] for s in sweep.summaries(tmp_path, "resnet18")] == ["logit_lam1"]
+    # a replicate (another seed) lives outside sweep/: the rule never sees it
+    r = sweep.replicate_dir(tmp_path, "resnet18", "logit", 0.0, 1)
+    assert r == tmp_path / "replicates" / "resnet18" / "logit_lam0_seed1"
+    r.mkdir(parents=True)
+    (r / "summary.json").write_text(json.dumps(_run(0.0, 70.0)))
+    assert [s["run"] for s in sweep.summaries(tmp_path, "resnet18")] == ["logit_lam1"]
+
+
+def test_replicates_repeat_the_control_and_the_committed_lambda_star():
+    root = reference.REFERENCE_DIR
+    for arch, runs in sweep.REPLICATES.items():
+        assert ("logit", 0.0) in runs and all(seeds and 0 not in seeds for seeds in runs.values())
+        if not any(s["lam"] == 0 for s in sweep.summaries(root, arch)):
+            continue  # (a checkout without the committed sweep)
+        c = sweep.choose_lambda(sweep.summaries(root, arch))
+        assert (c["gradient_of"], c["lam"]) in runs
+        assert set(runs) <= set(sweep.planned(arch)) | {("logit", 0.0)}
 
 
 def test_verify_run_recomputes_the_committed_numbers(tmp_path):
