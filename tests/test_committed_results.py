@@ -39,6 +39,11 @@ TOL = {"Y": 1e-5, "O": 2e-5, "curve": 1.0}
 TOL_O = {"FastCAM": 5e-4}  # scipy's Gamma fit stops at its own tolerance
 
 
+def _is_sweep_like(path):
+    """A 2,000-image file of a sweep run or of its replicate (another seed)."""
+    return bool({"sweep", "replicates"} & set(path.parts))
+
+
 def _files():
     root = reference.REFERENCE_DIR
     found = sorted(root.glob("*/metrics*.csv.gz")) + sorted(root.glob("sweep/*/*/metrics.csv.gz")) \
@@ -112,7 +117,7 @@ def test_there_are_committed_results_to_check():
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[2]))
-                         if {"sweep", "replicates"} & set(p.parts) else f"{p.parent.name}/{p.name}")
+                         if _is_sweep_like(p) else f"{p.parent.name}/{p.name}")
 def test_committed_rows_equal_an_independent_recomputation(path, test_set):
     rows = read_results(path)
     meta = json.loads(path.with_name(path.name + ".meta.json").read_text())
@@ -121,7 +126,7 @@ def test_committed_rows_equal_an_independent_recomputation(path, test_set):
     model = model.float().eval()
     layer = model.get_submodule(LAYER[info["arch"]])
     rng = np.random.default_rng(zlib.crc32(str(path.relative_to(reference.REFERENCE_DIR)).encode()))
-    n = IMAGES_PER_FILE["sweep" if {"sweep", "replicates"} & set(path.parts) else "reference"]
+    n = IMAGES_PER_FILE["sweep" if _is_sweep_like(path) else "reference"]
     indices = rng.choice(np.sort(rows["index"].unique()), n, replace=False)
     checked = 0
     for idx in indices:
