@@ -390,12 +390,15 @@ def _progress(job: Job) -> str:
 
 
 def status(jobs: list[Job]) -> list[str]:
-    """One line per job: finished, running (with its pid), in progress (started, not running
-    now: resumed by the next run), waiting (for inputs another job makes) or to do."""
+    """One line per job: finished, not needed (a conditional job its rule skips), running (with
+    its pid), in progress (started, not running now: resumed by the next run), waiting (for
+    inputs another job makes) or to do."""
     running = _running(jobs)
     lines = []
     for j in jobs:
-        if j.done():
+        if isinstance(j, ConditionalJob) and j.wanted() is False:
+            state = "not needed"
+        elif j.done():
             state = "finished"
         elif j.name in running:
             state = "running"
@@ -403,7 +406,7 @@ def status(jobs: list[Job]) -> list[str]:
             state = "in progress"
         else:
             state = "to do" if j.ready() else "waiting"
-        extra = [x for x in (_progress(j) if state != "finished" else "",
+        extra = [x for x in (_progress(j) if state not in ("finished", "not needed") else "",
                              f"pid {running[j.name]}" if j.name in running else "") if x]
         lines.append(f"{state:12} {j.name}" + (f"  ({', '.join(extra)})" if extra else ""))
     return lines

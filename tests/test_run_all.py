@@ -110,10 +110,12 @@ def test_status_names_each_state_with_progress_and_pid(run_all, tmp_path, monkey
     (tmp_path / "f").mkdir()
     (tmp_path / "f" / "m.csv.gz").write_bytes(b"")
     done = run_all.Job("f", ["evaluate", "--out", "reference/f/m.csv.gz"], makes=("f/m.csv.gz",))
-    jobs = [started, waiting, todo, done]
+    skipped = run_all.ConditionalJob("s", ["evaluate", "--out", "reference/s/m.csv.gz"],
+                                     makes=("s/m.csv.gz",), wanted=lambda: False)
+    jobs = [started, waiting, todo, done, skipped]
     assert run_all.status(jobs) == [
         "in progress  sweep/x/logit_lam9  (epoch 1 of 2)", "waiting      w", "to do        t",
-        "finished     f"]
+        "finished     f", "not needed   s"]
     proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)",
                              "interpretable", *todo.args])
     try:
