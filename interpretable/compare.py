@@ -4,7 +4,9 @@ The paper's table (mean of each metric with its 95% interval, per run and method
 run's top-1) and, for every run after the first, the paired difference against the first
 (:func:`interpretable.analysis.paired_comparison`: the same images, a Student-t interval,
 a verdict only where the interval excludes zero, marked ``*`` where it does so also after a
-Bonferroni correction over the comparison's cells). Chapter 6 shows the same numbers.
+Bonferroni correction over the comparison's cells). Chapter 6 shows the same numbers. A result
+file without its provenance record (an evaluate run still going) is used as it is and named at
+the end as partial.
 """
 
 from __future__ import annotations
@@ -111,6 +113,7 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
 
     from .analysis import paired_comparison
     from .metrics import paper_table
+    from .metrics.runs import provenance_path
 
     if len(sources) < 1:
         raise ValueError("sources: give at least one run folder or result file")
@@ -118,8 +121,13 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
     if len(tables) < len(sources):
         raise ValueError("sources: two of them have the same name")
     show = _markdown if markdown else (lambda f: f.to_string())
-    blocks = []
+    blocks, partial = [], []
     for (name, t), source in zip(tables.items(), sources, strict=True):
+        for method, f in t.attrs["files"].items():  # evaluate writes provenance when done
+            path = Path(source) / f if Path(source).is_dir() else Path(source)
+            if not provenance_path(path).is_file():
+                n = t.loc[t["method"] == method, "index"].nunique()
+                partial.append(f"{name} {method} ({f}, {n} images so far)")
         p = paper_table(t, ci=True).reindex(columns=list(ORDER))
         p["images"] = t.groupby("method", sort=False)["index"].nunique().reindex(p.index)
         acc = top1(source)
@@ -133,4 +141,7 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
         out += ["", f"{name} minus {names[0]}, paired over {paired_images(c)} images "
                 "(better/worse where the interval excludes 0; * also after Bonferroni "
                 f"correction over the {len(c)} cells)", show(paired_grid(c))]
+    if partial:
+        out += ["", "In progress (no provenance record yet: the evaluate run that writes it has "
+                "not finished), so partial: " + "; ".join(partial)]
     return "\n".join(out)

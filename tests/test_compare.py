@@ -19,6 +19,7 @@ from interpretable.compare import (
     top1,
 )
 from interpretable.metrics._results import save, write_meta
+from interpretable.metrics.runs import provenance_path
 from interpretable.stats import t_quantile
 
 COLUMNS = ["index", "label", "predicted", "target", "method", "Y", "O", "ad", "ag", "ai",
@@ -32,9 +33,11 @@ def _rows(method, ad, deletion, start=0):
                          "ai": 0.0, "insertion": 30.0, "deletion": deletion})[COLUMNS]
 
 
-def _write(frame, path):
+def _write(frame, path, complete=True):
     save(path, frame.to_dict("records"), {"format": 1})
     write_meta(path, {"format": 1})
+    if complete:  # evaluate writes the provenance record when it finishes
+        provenance_path(path).write_text("{}")
 
 
 @pytest.fixture
@@ -72,6 +75,14 @@ def test_report_numbers(runs):
     assert f"-2.50 ± {d_half:.2f} better" in line   # lower AD is better; excludes 0
     assert "paired over 4 images" in text and "Bonferroni correction over the 5 cells" in text
     assert "Score-CAM" not in text.split("minus")[1]  # only shared methods are compared
+    assert "In progress" not in text
+
+
+def test_report_names_partial_files(runs):
+    provenance_path(runs[0] / "metrics_scorecam.csv.gz").unlink()  # as while evaluate runs
+    last = report(runs).splitlines()[-1]
+    assert last.startswith("In progress") and "base Score-CAM (metrics_scorecam.csv.gz, 2 " \
+        "images so far)" in last and "Grad-CAM" not in last
 
 
 def test_markdown(runs):
