@@ -43,6 +43,10 @@ class Job:
     def out(self) -> Path:
         return HERE / self.name
 
+    def needed(self) -> bool:
+        """False for a job its rule skips (see ConditionalJob)."""
+        return True
+
     def done(self) -> bool:
         return all((HERE / n).is_file() for n in self.makes)
 
@@ -123,8 +127,11 @@ class ConditionalJob(Job):
 
     wanted: Callable[[], bool | None] = lambda: True
 
+    def needed(self) -> bool:
+        return self.wanted() is not False
+
     def done(self) -> bool:
-        return self.wanted() is False or super().done()
+        return not self.needed() or super().done()
 
     def ready(self) -> bool:
         return bool(self.wanted()) and super().ready()
@@ -396,7 +403,7 @@ def status(jobs: list[Job]) -> list[str]:
     running = _running(jobs)
     lines = []
     for j in jobs:
-        if isinstance(j, ConditionalJob) and j.wanted() is False:
+        if not j.needed():
             state = "not needed"
         elif j.done():
             state = "finished"
