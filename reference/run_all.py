@@ -27,6 +27,7 @@ ROOT = HERE.parent
 sys.path.insert(0, str(ROOT))
 
 from interpretable import sweep  # noqa: E402
+from interpretable.study import scratch  # noqa: E402
 
 LOGS = HERE / "logs"
 LANES = int(os.environ.get("LANES", "2"))
@@ -258,6 +259,46 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
                    _evaluate("mobilenet_v2_aligned", "scorecam", "2000",
                              "metrics_scorecam.csv.gz")]
 
+
+def _scratch_train(arch: str, lam: float, seed: int = 0) -> Job:
+    name = str(scratch.run_dir("", arch, lam, seed))
+    return _train(name, *scratch.train_args(arch, lam, seed)[1:])
+
+
+def _scratch_metrics(arch: str, lam: float, seed: int = 0) -> list[Job]:
+    """Grad-CAM, Grad-CAM++ and FastCAM on all 10,000 test images; Score-CAM on the seeded
+    2,000-image subset."""
+    run = str(scratch.run_dir("", arch, lam, seed))
+    return [_evaluate(run, NO_SCORECAM), _evaluate(run, "scorecam", "2000",
+                                                   "metrics_scorecam.csv.gz")]
+
+
+def _mobilenet_at(lam: float) -> Callable[[], bool | None]:
+    """Whether rule 2 of interpretable.study.scratch trains MobileNet-V2 at ``lam`` (None
+    until ResNet-18's from-scratch runs are finished)."""
+    def wanted() -> bool | None:
+        choice = scratch.mobilenet_lambda(HERE)
+        return None if choice is None else choice[1] == lam
+    return wanted
+
+
+def _scratch_jobs() -> list[Job]:
+    """The from-scratch study (interpretable.study.scratch): ResNet-18 at lambda 0.1, 0.2, a
+    seed-1 baseline, 0.05; MobileNet-V2 at the lambda the rule gives (one conditional job per
+    candidate); the metrics of the ResNet-18 runs; MobileNet-V2's seed-1 baseline; its metrics."""
+    r18 = [(0.1, 0), (0.2, 0), (0.0, 1), (0.05, 0)]
+    mnv2 = [ConditionalJob(j.name, j.args, j.needs, j.makes, wanted=_mobilenet_at(lam))
+            for lam in scratch.LAMBDAS for j in [_scratch_train("mobilenet_v2", lam)]]
+    mnv2_metrics = [ConditionalJob(j.name, j.args, j.needs, j.makes, wanted=_mobilenet_at(lam))
+                    for lam in scratch.LAMBDAS for j in _scratch_metrics("mobilenet_v2", lam)]
+    return ([_scratch_train("resnet18", lam, seed) for lam, seed in r18] + mnv2
+            + [m for lam, seed in r18 for m in _scratch_metrics("resnet18", lam, seed)]
+            + [_scratch_train("mobilenet_v2", 0.0, 1)] + mnv2_metrics
+            + _scratch_metrics("mobilenet_v2", 0.0, 1))
+
+
+SCRATCH = _scratch_jobs()
+
 # ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
 # The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
@@ -265,8 +306,8 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
 # the remaining metric jobs, which nothing waits for. Of those, first the files that give
 # chapter 6 a MobileNet-V2 comparison each (baseline and paper lambda on 10,000 images; the
 # sweep's control, lambda* and paper lambda; the aligned run), then the slow Score-CAM
-# subsets, then the rest of the sweep. Last, the replicates with another seed (no issue
-# waits for them).
+# subsets, then the rest of the sweep. Then the replicates with another seed (no issue
+# waits for them). Last, the from-scratch study (issue: from scratch; ~18 lane-hours).
 _N_FIRST = len(_FIRST["mobilenet_v2"])
 JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
                    + ALIGNED_METRICS[:1] + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS
@@ -274,7 +315,7 @@ JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:
                    + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
                    + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS]
-                   + REPLICATE_JOBS)
+                   + REPLICATE_JOBS + SCRATCH)
 
 
 def _alive(pid: int) -> bool:

@@ -1,0 +1,84 @@
+"""The from-scratch dose-response study (METHODS.md section 2, "From scratch").
+
+The paper trains from scratch; the reference study has two from-scratch extremes (the
+paper's lambda = 7.5e-3, inert, and the sweep's lambda* = 0.5, which costs ResNet-18 20 points
+and destroys MobileNet-V2). These runs fill the range between them: the ``cpu`` preset (20
+epochs), logit gradient, lambda ramped up over 3 epochs as in the aligned runs, at
+:data:`LAMBDAS`, and a second baseline seed (lambda 0, seed 1) as the yardstick of what
+training randomness alone does to every number. Run folders:
+``reference/scratch/<arch>/lam<lambda>`` and ``reference/scratch/<arch>/lam0_seed1``.
+
+**The rule** (fixed and committed before any of these runs finished; :func:`choose_lambda`):
+
+1. The from-scratch lambda* of ResNet-18 is the largest lambda of :data:`LAMBDAS` whose test
+   top-1 (``test_acc`` of ``summary.json``, all 10,000 images) is at least the top-1 of the
+   reference baseline ``resnet18_baseline`` (seed 0, the same preset) minus
+   :data:`TOLERANCE` = 1.5 points. If none qualifies, there is no from-scratch lambda* and the
+   study says so.
+2. MobileNet-V2 gets one from-scratch run at that lambda, or at the smallest of
+   :data:`LAMBDAS` (0.05) if none qualified, and its own seed-1 baseline.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+__all__ = ["LAMBDAS", "TOLERANCE", "LAM_WARMUP", "ALIGN_IMAGES", "BASELINES", "run_dir",
+           "train_args", "choose_lambda", "mobilenet_lambda", "summary"]
+
+#: lambda values trained from scratch (ResNet-18); the rule picks among them.
+LAMBDAS: tuple[float, ...] = (0.05, 0.1, 0.2)
+#: Accuracy a from-scratch run may lose against the baseline and still count (top-1 points).
+TOLERANCE = 1.5
+#: Epochs over which lambda ramps up (the aligned runs' ramp).
+LAM_WARMUP = 3.0
+#: Test images on which cos(g, g~) is measured, with its 95% interval.
+ALIGN_IMAGES = 2000
+#: The reference run (seed 0) each architecture's from-scratch runs are compared with.
+BASELINES = {"resnet18": "resnet18_baseline", "mobilenet_v2": "mobilenet_v2_baseline"}
+
+
+def run_dir(root: str | Path, arch: str, lam: float, seed: int = 0) -> Path:
+    """``root/scratch/<arch>/lam<lambda>`` (``_seed<seed>`` appended for seed != 0)."""
+    name = f"lam{lam:g}" + (f"_seed{seed}" if seed else "")
+    return Path(root) / "scratch" / arch / name
+
+
+def train_args(arch: str, lam: float, seed: int = 0) -> list[str]:
+    """The ``python -m interpretable train`` options of a run (without ``--out``).
+
+    lambda = 0 is the baseline recipe (as ``resnet18_baseline`` was trained) with another
+    seed; lambda > 0 adds the logit-gradient regularizer with the aligned runs' ramp.
+    """
+    args = ["train", "--preset", "cpu", "--arch", arch, "--lam", f"{lam:g}"]
+    if lam > 0:
+        args += ["--gradient-of", "logit", "--lam-warmup", f"{LAM_WARMUP:g}"]
+    return args + ["--seed", str(seed), "--align-eval-images", str(ALIGN_IMAGES)]
+
+
+def summary(root: str | Path, arch: str, lam: float, seed: int = 0) -> dict[str, Any] | None:
+    """The ``summary.json`` of a finished run, None while it is unfinished."""
+    path = run_dir(root, arch, lam, seed) / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def choose_lambda(baseline_acc: float, runs: dict[float, float],
+                  tolerance: float = TOLERANCE) -> float | None:
+    """Rule 1: the largest lambda of ``runs`` (``{lambda: test top-1}``) whose top-1 is at
+    least ``baseline_acc - tolerance``; None if none is."""
+    ok = [lam for lam, acc in runs.items() if lam > 0 and acc >= baseline_acc - tolerance]
+    return max(ok) if ok else None
+
+
+def mobilenet_lambda(root: str | Path) -> tuple[float | None, float] | None:
+    """Rule 2: ``(ResNet-18's from-scratch lambda* or None, the lambda MobileNet-V2 trains
+    at)``; None until the baseline and every ResNet-18 run of :data:`LAMBDAS` are finished."""
+    base = Path(root) / BASELINES["resnet18"] / "summary.json"
+    runs = {lam: summary(root, "resnet18", lam) for lam in LAMBDAS}
+    if not base.is_file() or any(s is None for s in runs.values()):
+        return None
+    star = choose_lambda(json.loads(base.read_text())["test_acc"],
+                         {lam: s["test_acc"] for lam, s in runs.items()})
+    return star, (star if star is not None else min(LAMBDAS))
