@@ -1,5 +1,6 @@
 # Two commands: `make test` and `make book`. Both create .venv if absent and install into it.
-# `make check-book` opens the built book in headless Chromium (tools/check_book.py).
+# `make check-book` opens the built book in headless Chromium (tools/check_book.py);
+# `make check-lab` runs chapters in JupyterLab in headless Chromium (tools/check_lab.py).
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -8,19 +9,40 @@ export SCALE
 # The notebooks and tests run on the shared offline copy when it is there (see README).
 STAMP := $(VENV)/.installed
 
-.PHONY: install test test-unit test-book book book-assets browser check-book lab bench \
-	bench-quick lint clean
+.PHONY: install git-filter test test-unit test-book book book-assets browser check-book lab \
+	check-lab bench bench-quick lint clean
 
 $(PY):
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 
 $(STAMP): pyproject.toml | $(PY)
-	$(PY) -m pip install --quiet -e ".[book,test,bench]"
+	$(PY) -m pip install --quiet -e ".[lab,book,test,bench]"
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $(STAMP)
 
-install: $(STAMP)
+install: $(STAMP) git-filter
+
+# Notebooks never reach a commit with outputs: .gitattributes sends *.ipynb through the
+# `nbstripout` filter, defined here in .git/config with this venv's nbstripout (the `test`
+# extra). --keep-id keeps the cells' ids; the extra keys keep language_info as committed
+# ({"name": "python"}) when JupyterLab fills it in. Skipped outside a git clone, and when git
+# will not write the config (another user's clone): `make lab` must still work there.
+NBSTRIPOUT := '$(abspath $(PY))' -m nbstripout --keep-id
+NBSTRIPOUT_KEYS := metadata.language_info.codemirror_mode metadata.language_info.file_extension \
+	metadata.language_info.mimetype metadata.language_info.nbconvert_exporter \
+	metadata.language_info.pygments_lexer metadata.language_info.version
+git-filter: $(STAMP)
+	@if git rev-parse --is-inside-work-tree >/dev/null 2>&1 && \
+	    [ "$$(git config --get filter.nbstripout.clean)" != "$(NBSTRIPOUT)" ]; then \
+	  git config filter.nbstripout.clean "$(NBSTRIPOUT)" && \
+	  git config filter.nbstripout.smudge cat && \
+	  git config filter.nbstripout.required true && \
+	  git config filter.nbstripout.extrakeys "$(NBSTRIPOUT_KEYS)" && \
+	  git config diff.ipynb.textconv "$(NBSTRIPOUT) -t" && \
+	  echo "git filter nbstripout installed: notebooks are committed without outputs" || \
+	  echo "could not install the nbstripout git filter (git config failed)" >&2; \
+	fi
 
 lint: install
 	$(PY) -m ruff check interpretable tests benchmarks book tools
@@ -96,8 +118,26 @@ check-book: install browser
 	$(PY) -m pytest -q -p no:cacheprovider tests/test_check_book.py
 	$(PY) tools/check_book.py _build/html --screenshots _build/screenshots
 
+# JupyterLab on the book, as a student runs it: SCALE is unset (the Makefile's `quick` above is
+# for test and book), so each chapter runs at its own default, the quick SCALE; `SCALE=full make
+# lab` for the full run. JUPYTER_PREFER_ENV_PATH puts .venv's python3 kernel (the project's)
+# before one the user may have installed; as root (a container) JupyterLab needs --allow-root.
+# More options: make lab LAB_ARGS="--ip=0.0.0.0 --no-browser".
+LAB_ARGS ?=
 lab: install
-	$(VENV)/bin/jupyter lab book
+	env $(if $(filter file,$(origin SCALE)),-u SCALE) JUPYTER_PREFER_ENV_PATH=1 \
+	  $(VENV)/bin/jupyter lab book --MappingKernelManager.default_kernel_name=python3 \
+	  $(if $(filter 0,$(shell id -u)),--allow-root) $(LAB_ARGS)
+
+# Chapters in JupyterLab in headless Chromium, as a student runs them (Run > Run All Cells, at
+# SCALE=quick), on copies in a temporary folder: fails on an error output, MyST markup left raw
+# (a {cite} role, a directive fence), an image that did not load, a widget that did not render,
+# an explorer whose figure does not change with its controls; screenshots in
+# _build/lab-screenshots/. The checker's own test (a notebook with each defect) runs first.
+LAB_NOTEBOOKS ?= book/03_cams.ipynb book/02_gradients.ipynb
+check-lab: install browser
+	$(PY) -m pytest -q -p no:cacheprovider tests/test_check_lab.py
+	$(PY) tools/check_lab.py $(LAB_NOTEBOOKS) --scale $(SCALE) --screenshots _build/lab-screenshots
 
 bench: install
 	$(PY) -m benchmarks

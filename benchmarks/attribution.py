@@ -32,37 +32,31 @@ inference-optimized forwards on the second call; the one-time build cost is prin
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import time
-import warnings
 
 import torch
 
 import interpretable as itp
 from interpretable.attribution import (
+    GRADIENT_CAMS,
     GradCAM,
-    GradCAMPlusPlus,
-    LayerCAM,
     ScoreCAM,
-    XGradCAM,
+    build_method,
     gradient,
     guided_backprop,
     smoothgrad,
 )
-from interpretable.attribution._inference import inference_forward, split_forward
-from interpretable.attribution.score_cam import _distinct_maps
+from interpretable.checks import eval_mode
+from interpretable.inference import inference_forward, split_forward
+from interpretable.peers import installed, peer
+from interpretable.study import reference
 
 from .common import Target, count_flops, matmul_gflops, measure_interleaved, print_table
 
 __all__ = ["run", "main"]
 
-CAMS = {"gradcam": GradCAM, "gradcam++": GradCAMPlusPlus, "xgradcam": XGradCAM,
-        "layercam": LayerCAM}
-PGC_NAMES = {"gradcam": "GradCAM", "gradcam++": "GradCAMPlusPlus", "xgradcam": "XGradCAM",
-             "layercam": "LayerCAM"}
-TORCHCAM_NAMES = {"gradcam": "GradCAM", "gradcam++": "GradCAMpp", "xgradcam": "XGradCAM",
-                  "layercam": "LayerCAM"}
+#: the gradient CAMs, timed against their peers
+CAMS = GRADIENT_CAMS
 
 
 def _inputs(n: int) -> torch.Tensor:
@@ -73,36 +67,9 @@ def _inputs(n: int) -> torch.Tensor:
         return torch.randn(n, 3, 32, 32)
 
 
-def _quiet(fn):
-    """pytorch-grad-cam's Score-CAM draws tqdm bars on stderr; keep the table readable."""
-    def run():
-        with contextlib.redirect_stderr(io.StringIO()):
-            return fn()
-    return run
-
-
-def _pgc(name: str, model, layer, x, target, batch_size=None):
-    """pytorch-grad-cam, created inside the timed call so its hooks never slow the others."""
-    import pytorch_grad_cam as pgc
-    from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
-
-    def run():
-        with getattr(pgc, name)(model, [layer]) as cam:
-            if batch_size:
-                cam.batch_size = batch_size
-            return cam(x, [ClassifierOutputTarget(int(c)) for c in target])
-    return run
-
-
-def _torchcam(name: str, model, layer, x, target):
-    import torchcam.methods as tcm
-
-    classes = target.tolist()
-
-    def run():
-        with getattr(tcm, name)(model, layer) as extractor:
-            return extractor(classes, model(x))
-    return run
+def _bound(fn, x, target):
+    """A peer adapter bound to its inputs, for the timer (which calls without arguments)."""
+    return lambda: fn(x, target)
 
 
 def _forward_autograd(model, x):
@@ -114,15 +81,15 @@ def _forward_autograd(model, x):
 
 def _gradient_cams(model, layer, x, target, repeats, warmup, with_peers=True):
     fns = {"forward (autograd)": _forward_autograd(model, x)}
-    for key, cls in CAMS.items():
-        cam = cls(model, layer)
+    for key in CAMS:
+        cam = build_method(key, model, layer=layer)
         fns[f"ours {key}"] = lambda cam=cam: cam(x, target)
         if with_peers:
-            fns[f"pytorch-grad-cam {key}"] = _pgc(PGC_NAMES[key], model, layer, x, target)
-            fns[f"torchcam {key}"] = _torchcam(TORCHCAM_NAMES[key], model, layer, x, target)
+            for lib in ("pytorch-grad-cam", "torchcam"):
+                fns[f"{lib} {key}"] = _bound(peer(lib, key, model, layer), x, target)
     timings = measure_interleaved(fns, repeats=repeats, warmup=warmup)
     t0 = time.perf_counter()
-    with itp.attribution.eval_mode(model):
+    with eval_mode(model):
         split_forward(model, layer, x[:1])
     build = time.perf_counter() - t0
     targets = []
@@ -148,22 +115,6 @@ def _guided(model, x, target, repeats, warmup):
     return timings, [Target("guided backprop / plain gradient", ratio, 1.3)]
 
 
-def _distinct_masked_inputs(cam: ScoreCAM, x, target):
-    """The masked inputs Score-CAM must run (distinct ones, + one all-zero if needed)."""
-    with cam, itp.attribution.eval_mode(cam.model), torch.no_grad():
-        A, _, _ = cam._forward(x, target)
-        flat = A.flatten(2)
-        const = flat.amax(2) == flat.amin(2)
-        pairs = (~const).flatten().nonzero()[:, 0]
-        distinct, _ = _distinct_maps(flat.flatten(0, 1), pairs, A.shape[1])
-        masks = cam.masks(A, tuple(x.shape[-2:])).flatten(0, 1)[distinct]  # (N, H, W)
-        b = torch.div(distinct, A.shape[1], rounding_mode="floor")
-        inputs = x[b] * masks[:, None]
-        if const.any():
-            inputs = torch.cat([inputs, torch.zeros_like(x[:1])])
-    return inputs, int(const.sum()), const.numel(), int(pairs.numel() - distinct.numel())
-
-
 def _chunked(forward, inputs, batch_size, fmt=torch.contiguous_format):
     def run():
         with torch.no_grad():
@@ -174,10 +125,12 @@ def _chunked(forward, inputs, batch_size, fmt=torch.contiguous_format):
 
 def _score_cam(model, layer, x, target, repeats, warmup, pgc_batch_sizes):
     cam = ScoreCAM(model, layer, align_corners=True)  # the peer's mask upsampling
-    inputs, n_const, n_pairs, n_dup = _distinct_masked_inputs(cam, x, target)
+    inputs, counts = cam.masked_inputs(x, target)
+    n_const, n_dup = counts["constant"], counts["duplicates"]
+    n_pairs = counts["channels"] - n_const
     t0 = time.perf_counter()
-    with itp.attribution.eval_mode(model):
-        fast, fast_fmt = inference_forward(model, x.device, cam._format(x.device))
+    with eval_mode(model):
+        fast, fast_fmt = inference_forward(model, x.device, cam.input_format(x.device))
     build = time.perf_counter() - t0
     fns = {
         "ours score-cam": lambda: cam(x, target),
@@ -186,15 +139,15 @@ def _score_cam(model, layer, x, target, repeats, warmup, pgc_batch_sizes):
                                                           fast_fmt),
     }
     for bs in pgc_batch_sizes:
-        fns[f"pytorch-grad-cam score-cam, batch {bs}"] = _quiet(
-            _pgc("ScoreCAM", model, layer, x, target, batch_size=bs))
+        fns[f"pytorch-grad-cam score-cam, batch {bs}"] = _bound(
+            peer("pytorch-grad-cam", "scorecam", model, layer, batch_size=bs), x, target)
     timings = measure_interleaved(fns, repeats=repeats, warmup=warmup)
     ours = timings["ours score-cam"].median
     best_bs = min(pgc_batch_sizes,
                   key=lambda b: timings[f"pytorch-grad-cam score-cam, batch {b}"].median)
     best = timings[f"pytorch-grad-cam score-cam, batch {best_bs}"].median
     ours_maps = cam(x, target, normalize=True)
-    peer_maps = torch.from_numpy(_quiet(_pgc("ScoreCAM", model, layer, x, target, 64))())
+    peer_maps = peer("pytorch-grad-cam", "scorecam", model, layer, batch_size=64)(x, target)
     targets = [
         Target("score-cam: ours / plain forwards of the distinct masked inputs",
                ours / timings["plain forwards of the distinct masked inputs"].median, 1.1),
@@ -230,9 +183,9 @@ TRAINED_IMAGES = 16
 def _trained_reference(arch: str):
     """(model, name) of the finished reference baseline of ``arch``, or None."""
     name = f"{arch}_baseline"
-    if not (itp.reference.run_dir(name) / "final.pt").is_file():  # finished runs only
+    if not (reference.run_dir(name) / "final.pt").is_file():  # finished runs only
         return None
-    model, _ = itp.reference.load(name)
+    model, _ = reference.load(name)
     return model.eval(), name
 
 
@@ -242,29 +195,23 @@ def _captum(model, layer, x, target, repeats, warmup, smooth_images):
 
     Reported as peer / ours ratios (no target in the issues). SmoothGrad runs on
     ``smooth_images`` images (25 noisy copies each)."""
-    try:
-        from captum.attr import GuidedBackprop, LayerGradCam, NoiseTunnel, Saliency
-    except ImportError:
+    if not installed()["captum"]:
         return None
     xs, ts = x[:smooth_images], target[:smooth_images]
-    sigma = 0.15 * float(x.amax() - x.amin())  # captum takes one absolute std for all images
     cam = GradCAM(model, layer)
     fns = {
         "ours gradient": lambda: gradient(model, x, target),
-        "captum Saliency": lambda: Saliency(model).attribute(x, target=target, abs=False),
+        "captum Saliency": _bound(peer("captum", "gradient", model), x, target),
         "ours guided backprop": lambda: guided_backprop(model, x, target),
-        "captum GuidedBackprop": lambda: GuidedBackprop(model).attribute(x, target=target),
+        "captum GuidedBackprop": _bound(peer("captum", "guided", model), x, target),
         f"ours smoothgrad (n=25, {smooth_images} img)":
             lambda: smoothgrad(gradient, model, xs, ts, n=25),
         f"captum NoiseTunnel smoothgrad (n=25, {smooth_images} img)":
-            lambda: NoiseTunnel(Saliency(model)).attribute(
-                xs, target=ts, nt_type="smoothgrad", nt_samples=25, stdevs=sigma, abs=False),
+            _bound(peer("captum", "smoothgrad", model, n=25), xs, ts),
         "ours gradcam": lambda: cam(x, target),
-        "captum LayerGradCam": lambda: LayerGradCam(model, layer).attribute(x, target=target),
+        "captum LayerGradCam": _bound(peer("captum", "gradcam", model, layer), x, target),
     }
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # captum's notes on requires_grad and ReLU hooks
-        timings = measure_interleaved(fns, repeats=repeats, warmup=warmup)
+    timings = measure_interleaved(fns, repeats=repeats, warmup=warmup)
     med = {k: t.median for k, t in timings.items()}
     ratios = {
         "captum Saliency / ours gradient": med["captum Saliency"] / med["ours gradient"],

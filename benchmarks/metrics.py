@@ -43,8 +43,15 @@ from benchmarks.common import (
     measure_interleaved,
     print_table,
 )
-from interpretable.metrics import evaluate, insertion_deletion
-from interpretable.metrics.core import auc, black, blur_substrate, prepare_maps
+from interpretable.attribution import DEFAULT_CAMS, METHODS, build_method
+from interpretable.metrics import (
+    auc,
+    black,
+    blur_substrate,
+    evaluate,
+    insertion_deletion,
+    prepare_maps,
+)
 
 __all__ = ["run", "per_image_loop", "main"]
 
@@ -80,31 +87,12 @@ def per_image_loop(model, x, maps, target, step):
     return torch.stack(ins), torch.stack(dele)
 
 
-def _suite_methods():
-    """GradCAM, GradCAM++, ScoreCAM and FastCAM (those importable), by name."""
-    methods = {}
-    try:
-        from interpretable.attribution import GradCAM, GradCAMPlusPlus, ScoreCAM
-
-        methods.update({"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus,
-                        "Score-CAM": ScoreCAM})
-    except ImportError:
-        pass
-    try:
-        from interpretable.fastcam import FastCAM
-
-        methods["FastCAM"] = FastCAM
-    except ImportError:
-        pass
-    return methods
-
-
 def _suite(n_images: int, step: int, batch_size: int) -> dict:
     """Time :func:`evaluate` with all metrics and 4 methods on a width-0.25 ResNet-18."""
     torch.manual_seed(0)
     model = itp.models.create("resnet18", width=0.25).eval()
     data = itp.data.cifar100("test")
-    methods = _suite_methods()
+    methods = {METHODS[k].name: build_method(k, model) for k in DEFAULT_CAMS}
     kw = dict(step=step, progress=False)
     # warm-up on a few images so one-off costs (allocator, kernels) do not count
     evaluate(model, data, methods, n_images=2, batch_size=2, **kw)
@@ -114,7 +102,7 @@ def _suite(n_images: int, step: int, batch_size: int) -> dict:
     per_image = seconds / n_images
     return {
         "methods": list(methods),
-        "metrics": list(itp.metrics.METRICS),
+        "metrics": [m.column for m in itp.metrics.METRICS],
         "n_images_measured": n_images,
         "step": step,
         "seconds_measured": seconds,

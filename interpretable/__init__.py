@@ -1,15 +1,20 @@
 """interpretable: interpretable gradients by training, CAM methods, FastCAM and their metrics.
 
-Submodules load on first use, so importing the package costs almost nothing beyond torch:
+Submodules load on first use, so importing the package costs almost nothing beyond torch.
+Layers, each importing only from those above it in this list:
 
 - ``itp.data``: CIFAR-100 (offline copy or torchvision download), normalization, batches;
 - ``itp.models``: CIFAR ResNet-18 and MobileNet-V2, CAM and scale layers, checkpoints;
-- ``itp.attribution``: gradients, guided backprop, SmoothGrad, the Grad-CAM family, Score-CAM;
-- ``itp.fastcam``: SMOE Scale saliency and FastCAM; ``itp.viz``: LOVI and overlays;
-- ``itp.metrics``: AD, AG, AI, insertion, deletion, accuracy, ``evaluate`` over a dataset;
-- ``itp.training``: the gradient-alignment regularizer and the training loop;
-- ``itp.reference``: the book's reference checkpoints; ``itp.analysis``: per-image map
-  statistics; ``itp.sanity``: model-randomization checks; ``itp.timing``: interleaved timer.
+  ``itp.checks``: input checks shared by methods and metrics; ``itp.inference``: the
+  inference-optimized forward;
+- ``itp.attribution``: gradients, guided backprop, SmoothGrad, the Grad-CAM family,
+  Score-CAM, FastCAM and SMOE, and the one registry of method names (``METHODS``);
+  ``itp.fastcam``: FastCAM's public names; ``itp.viz``: LOVI, heat maps, overlays;
+- ``itp.metrics``: AD, AG, AI, insertion, deletion, accuracy, ``evaluate`` over a dataset,
+  result files; ``itp.training``: the gradient-alignment regularizer and the training loop;
+  ``itp.sanity``: model-randomization checks; ``itp.timing``: interleaved timer;
+- ``itp.study``: this repository's experiment (reference runs, the lambda sweep, the
+  from-scratch study, the job list and scheduler of the long runs).
 """
 
 from __future__ import annotations
@@ -19,8 +24,9 @@ import importlib
 __version__ = "0.1.0"
 
 _SUBMODULES = (
-    "data", "models", "attribution", "fastcam", "viz", "metrics", "training", "reference",
-    "analysis", "timing", "sanity",
+    "data", "models", "checks", "inference", "attribution", "fastcam", "viz", "metrics",
+    "mapstats", "tables", "compare", "training", "sanity", "timing", "stats", "peers", "roar",
+    "study", "book",
 )
 __all__ = list(_SUBMODULES) + ["__version__", "default_device"]
 

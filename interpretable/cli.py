@@ -1,4 +1,4 @@
-"""Command line: ``python -m interpretable train|evaluate|compare ...`` (or ``interpretable``).
+"""Command line: ``python -m interpretable train|evaluate|compare|roar ...``.
 
 ``train``: under ``torchrun --nproc_per_node=N -m interpretable train ...`` the same command
 trains with DistributedDataParallel. ``evaluate RUN``: the CAM metrics of a trained run on the
@@ -15,8 +15,11 @@ import json
 import sys
 from collections.abc import Sequence
 from dataclasses import fields
+from typing import Any
 
-from interpretable.presets import NEEDS_INIT, PRESETS, preset
+from interpretable.attribution import CAM_METHODS, DEFAULT_CAMS
+from interpretable.roar import cli as roar_cli
+from interpretable.training.presets import NEEDS_INIT, PRESETS, preset
 
 __all__ = ["main", "build_parser"]
 
@@ -78,12 +81,6 @@ def _seed(text: str) -> int:
     return _whole(text, 0, "a whole number >= 0")
 
 
-# The keys of interpretable.metrics.runs.METHOD_NAMES and its DEFAULT_METHODS, spelled out so
-# that building the parser (and --help) does not import torch; tests/test_cli.py checks them.
-EVALUATE_METHODS = ("gradcam", "gradcam++", "xgradcam", "layercam", "scorecam", "fastcam")
-EVALUATE_DEFAULT = "gradcam,gradcam++,scorecam,fastcam"
-
-
 def _add_evaluate(sub) -> None:
     e = sub.add_parser(
         "evaluate", help="score CAM methods of a trained run on the CIFAR-100 test set",
@@ -96,9 +93,10 @@ def _add_evaluate(sub) -> None:
     a = e.add_argument
     a("source", metavar="RUN_DIR_OR_CHECKPOINT",
       help="a run folder (uses final.pt, else last.pt) or a checkpoint file")
-    a("--methods", default=EVALUATE_DEFAULT,
-      help=f"comma-separated methods from {', '.join(EVALUATE_METHODS)} (default: "
-      f"{EVALUATE_DEFAULT})")
+    # the registry imports no torch, so building the parser (and --help) stays fast
+    a("--methods", default=",".join(DEFAULT_CAMS),
+      help=f"comma-separated methods from {', '.join(CAM_METHODS)} (default: "
+      f"{','.join(DEFAULT_CAMS)})")
     a("--images", type=_images, default=None, metavar="N|all",
       help="how many test images: 'all' (default) or N, a seeded random sample (sorted)")
     a("--seed", type=_seed, default=0,
@@ -107,65 +105,85 @@ def _add_evaluate(sub) -> None:
       help="the class explained and scored: the true label (default; METHODS.md) or the "
       "model's prediction")
     a("--batch-size", type=_positive_int, default=64, help="images per batch (default: 64)")
+    # the conventions come from interpretable.metrics.definitions, which imports no torch
+    from interpretable.metrics.definitions import CONVENTIONS, SUBSTRATES
+
+    ours, authors = CONVENTIONS["ours"], CONVENTIONS["authors"]
+    a("--conventions", choices=list(CONVENTIONS), default="ours",
+      help="insertion/deletion conventions (METHODS.md section 5): ours (default: deletion to "
+      f"black, insertion blur {ours.blur_kernel}x{ours.blur_kernel} sigma {ours.blur_sigma:g}, "
+      "one row of pixels per step) or authors (the paper authors' code: deletion to the "
+      f"mean colour, blur {authors.blur_kernel}x{authors.blur_kernel} sigma "
+      f"{authors.blur_sigma:g}, {authors.step_rows} rows per step)")
+    a("--substrate", choices=list(SUBSTRATES), default=None,
+      help="override the deletion substrate: black, mean (colour of the data set) or blur "
+      "(the insertion blur)")
+    a("--blur-kernel", type=_positive_int, default=None, metavar="K",
+      help="override the insertion blur's kernel size (odd)")
+    a("--blur-sigma", type=_positive_float, default=None, metavar="S",
+      help="override the insertion blur's sigma (pixels)")
+    a("--step", type=_positive_int, default=None, metavar="PIXELS",
+      help="override the pixels changed per insertion/deletion step (must divide H*W)")
     a("--out", default=None, metavar="FILE",
-      help="result file, .csv.gz, .csv or .json (default: RUN_DIR/metrics.csv.gz)")
+      help="result file, .csv.gz, .csv or .json (default: RUN_DIR/metrics.csv.gz; "
+      "RUN_DIR/metrics_authors.csv.gz with --conventions authors, "
+      "RUN_DIR/metrics_custom.csv.gz with other overrides)")
     a("--data-root", default=None, help="folder holding cifar100.npz (default: searched)")
     a("--device", default=None, help="cpu, cuda, cuda:1, mps, ... (default: automatic)")
     a("--no-progress", action="store_true", help="no progress bar")
 
 
-def _one_line(exc: BaseException) -> str:
-    return " ".join(str(exc).split())
-
-
-def _device(text: str | None):
-    import torch
-
-    if text is None or text.lower() == "auto":
-        return None
+def _positive_float(text: str) -> float:
     try:
-        device = torch.device(text)
-    except (RuntimeError, ValueError):
-        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {text!r}") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={text!r}: CUDA is not available here")
-    return device
+        v = float(text)
+    except ValueError:
+        v = -1.0
+    if not v > 0 or v == float("inf"):
+        raise argparse.ArgumentTypeError(f"expected a positive number, got {text!r}")
+    return v
 
 
 def evaluate_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
                   argv: Sequence[str]) -> int:
     """``python -m interpretable evaluate ...``: run, then print the summary table."""
-    from interpretable.metrics import runs
+    from interpretable.checks import one_line, parse_device
+    from interpretable.metrics import evaluate_run, resolve_conventions
     from interpretable.models import CheckpointError
+    from interpretable.tables import lower_is_better, summary_lines
 
     prog = "interpretable evaluate"
     try:
-        result = runs.evaluate_run(
-            args.source, runs.parse_methods(args.methods), args.images, seed=args.seed,
-            target=args.target, batch_size=args.batch_size, out=args.out,
-            data_root=args.data_root, device=_device(args.device),
+        conventions = resolve_conventions(args.conventions, substrate=args.substrate,
+                                          blur_kernel=args.blur_kernel,
+                                          blur_sigma=args.blur_sigma)
+        result = evaluate_run(
+            args.source, args.methods, args.images, seed=args.seed,
+            target=args.target, batch_size=args.batch_size, step=args.step,
+            conventions=conventions, out=args.out,
+            data_root=args.data_root, device=parse_device(args.device),
             progress=not args.no_progress,
             command=["python", "-m", "interpretable", *argv])
     except (ValueError, FileNotFoundError, CheckpointError) as exc:
-        parser.exit(2, f"{prog}: error: {_one_line(exc)}\n")
+        parser.exit(2, f"{prog}: error: {one_line(exc)}\n")
     except KeyboardInterrupt:
         parser.exit(130, f"{prog}: interrupted; finished batches are saved, run the same "
                     "command again to resume\n")
     p = result.provenance
-    print(f"{runs.find_checkpoint(args.source)}: {p['images']} images x {len(p['methods'])} "
-          f"methods, target {p['target']} (means in percent; lower is better for AD and Del)")
-    print("\n".join(runs.summary_lines(result.table)))
+    print(f"{result.checkpoint}: {p['images']} images x {len(p['methods'])} methods, target "
+          f"{p['target']}, conventions {p.get('conventions', 'ours')} (means in percent; lower "
+          f"is better for {lower_is_better()})")
+    print("\n".join(summary_lines(result.table)))
     print(f"rows: {result.out}\nprovenance: {result.provenance_file}")
     return 0
 
 
 def _add_compare(sub) -> None:
-    c = sub.add_parser(
-        "compare", help="committed per-image results of runs side by side, paired",
-        description="The paper's table of each run's result files (means with 95%% intervals "
-        "over images, top-1 from summary.json) and, for every run after the first, the paired "
-        "difference against the first on the images both hold, marked better or worse where "
-        "its 95%% interval excludes 0.")
+    about = ("The paper's table of each run's result files (means with 95%% intervals over "
+             "images, top-1 from summary.json) and, for every run after the first, the paired "
+             "difference against the first on the images both hold, marked better or worse "
+             "where its 95%% interval excludes 0.")
+    c = sub.add_parser("compare", description=about,
+                       help="committed per-image results of runs side by side, paired")
     c.add_argument("sources", nargs="+", metavar="RUN_DIR_OR_RESULT_FILE",
                    help="run folders (their metrics.csv.gz and metrics_scorecam.csv.gz) or "
                    "result files; the first is the one the others are compared with")
@@ -174,13 +192,66 @@ def _add_compare(sub) -> None:
 
 def compare_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
     """``python -m interpretable compare A B ...``: print :func:`interpretable.compare.report`."""
+    from interpretable.checks import one_line
     from interpretable.compare import report
 
     try:
         print(report(args.sources, markdown=args.markdown))
     except (ValueError, FileNotFoundError) as exc:
-        parser.exit(2, f"interpretable compare: error: {_one_line(exc)}\n")
+        parser.exit(2, f"interpretable compare: error: {one_line(exc)}\n")
     return 0
+
+
+# The recipe options of ``train``: (flag, type or choices or other add_argument keywords,
+# help). Each is None unless given,
+# and then overrides the preset (config_from_args).
+_RECIPE: tuple[tuple[str, Any, str], ...] = (
+    ("--width", float, "channel width multiplier (preset)"),
+    ("--lam", float, "weight lambda of the alignment loss L_R; 0 = plain cross-entropy "
+     "(preset: 7.5e-3)"),
+    ("--loss", ["cosine", "mse", "l1"], "alignment error function between standard and "
+     "guided gradient (preset: cosine)"),
+    ("--gradient-of", ["logit", "loss"], "what the standard and the guided gradient "
+     "differentiate: the true-class logit or the per-sample cross-entropy (METHODS.md "
+     "section 2; default logit)"),
+    ("--lam-warmup", float, "epochs over which lambda ramps linearly from 0 to --lam "
+     "(default 0: no ramp)"),
+    ("--init", {"metavar": "CHECKPOINT"}, "start from the weights of this checkpoint "
+     "(fine-tuning: fresh optimizer and schedule); it must hold the same architecture and "
+     "width"),
+    ("--epochs", int, "number of epochs (preset)"),
+    ("--batch-size", int, "global batch size, split across DDP ranks (preset: 128)"),
+    ("--lr", float, "peak learning rate (preset)"),
+    ("--momentum", float, "SGD momentum (preset: 0.9)"),
+    ("--nesterov", _bool, "nesterov momentum, true/false (preset)"),
+    ("--weight-decay", float, "SGD weight decay (preset: 5e-4)"),
+    ("--schedule", ["step", "onecycle", "cosine"], "step: warm-up then lr*gamma at "
+     "milestones (paper); onecycle: warm-up then linear decay to 0; cosine: warm-up then "
+     "cosine decay (preset)"),
+    ("--warmup-epochs", float, "linear warm-up length in epochs"),
+    ("--milestones", _milestones, "epochs where the step schedule multiplies lr by gamma, "
+     "e.g. 60,120,160"),
+    ("--gamma", float, "step schedule factor (preset: 0.2)"),
+    ("--label-smoothing", float, "cross-entropy label smoothing"),
+    ("--seed", int, "seed of initialisation, order and augmentation"),
+    ("--reg-fraction", float, "regularize a random fraction of each batch (unbiased "
+     "estimate of L_R at a fraction of the double-backward cost); 1.0 = the paper"),
+    ("--detach-guided", _bool, "treat the guided gradient as a constant target (default "
+     "true)"),
+    ("--bn-stats", ["frozen", "batch"], "input gradients through train-mode BN: frozen = "
+     "batch statistics held constant (as at inference, fast); batch = exact autograd "
+     "through the statistics (slow)"),
+    ("--train-per-class", _positive_int_or_none, "train on a balanced subset of this many "
+     "images per class (none = all)"),
+    ("--test-per-class", _positive_int_or_none, "evaluate on a balanced test subset of this "
+     "many images per class (none = all)"),
+    ("--align-eval-images", int, "test images on which L_R is measured after every epoch"),
+    ("--amp", ["auto", "off", "bf16", "fp16"], "mixed precision on CUDA (auto: bf16 if "
+     "supported, else fp16; never on CPU)"),
+    ("--channels-last", ["auto", "on", "off"], "memory format (auto: channels-last on CPU)"),
+    ("--final-fp16", _bool, "store final.pt in float16 when the reloaded accuracy is "
+     "unchanged"),
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -201,55 +272,10 @@ def build_parser() -> argparse.ArgumentParser:
       "--init, the lambda sweep's schedule; ci: seconds, tiny subset")
     a("--arch", choices=["resnet18", "mobilenet_v2"], default="resnet18",
       help="CIFAR architecture")
-    a("--width", type=float, default=None, help="channel width multiplier (preset)")
-    a("--lam", type=float, default=None,
-      help="weight lambda of the alignment loss L_R; 0 = plain cross-entropy (preset: 7.5e-3)")
-    a("--loss", choices=["cosine", "mse", "l1"], default=None,
-      help="alignment error function between standard and guided gradient (preset: cosine)")
-    a("--gradient-of", choices=["logit", "loss"], default=None,
-      help="what the standard and the guided gradient differentiate: the true-class logit or "
-      "the per-sample cross-entropy (METHODS.md section 2; default logit)")
-    a("--lam-warmup", type=float, default=None,
-      help="epochs over which lambda ramps linearly from 0 to --lam (default 0: no ramp)")
-    a("--init", default=None, metavar="CHECKPOINT",
-      help="start from the weights of this checkpoint (fine-tuning: fresh optimizer and "
-      "schedule); it must hold the same architecture and width")
-    a("--epochs", type=int, default=None, help="number of epochs (preset)")
-    a("--batch-size", type=int, default=None,
-      help="global batch size, split across DDP ranks (preset: 128)")
-    a("--lr", type=float, default=None, help="peak learning rate (preset)")
-    a("--momentum", type=float, default=None, help="SGD momentum (preset: 0.9)")
-    a("--nesterov", type=_bool, default=None, help="nesterov momentum, true/false (preset)")
-    a("--weight-decay", type=float, default=None, help="SGD weight decay (preset: 5e-4)")
-    a("--schedule", choices=["step", "onecycle", "cosine"], default=None,
-      help="step: warm-up then lr*gamma at milestones (paper); onecycle: warm-up then linear "
-      "decay to 0; cosine: warm-up then cosine decay (preset)")
-    a("--warmup-epochs", type=float, default=None, help="linear warm-up length in epochs")
-    a("--milestones", type=_milestones, default=None,
-      help="epochs where the step schedule multiplies lr by gamma, e.g. 60,120,160")
-    a("--gamma", type=float, default=None, help="step schedule factor (preset: 0.2)")
-    a("--label-smoothing", type=float, default=None, help="cross-entropy label smoothing")
-    a("--seed", type=int, default=None, help="seed of initialisation, order and augmentation")
-    a("--reg-fraction", type=float, default=None,
-      help="regularize a random fraction of each batch (unbiased estimate of L_R at a "
-      "fraction of the double-backward cost); 1.0 = the paper")
-    a("--detach-guided", type=_bool, default=None,
-      help="treat the guided gradient as a constant target (default true)")
-    a("--bn-stats", choices=["frozen", "batch"], default=None,
-      help="input gradients through train-mode BN: frozen = batch statistics held constant "
-      "(as at inference, fast); batch = exact autograd through the statistics (slow)")
-    a("--train-per-class", type=_positive_int_or_none, default=None,
-      help="train on a balanced subset of this many images per class (none = all)")
-    a("--test-per-class", type=_positive_int_or_none, default=None,
-      help="evaluate on a balanced test subset of this many images per class (none = all)")
-    a("--align-eval-images", type=int, default=None,
-      help="test images on which L_R is measured after every epoch")
-    a("--amp", choices=["auto", "off", "bf16", "fp16"], default=None,
-      help="mixed precision on CUDA (auto: bf16 if supported, else fp16; never on CPU)")
-    a("--channels-last", choices=["auto", "on", "off"], default=None,
-      help="memory format (auto: channels-last on CPU)")
-    a("--final-fp16", type=_bool, default=None,
-      help="store final.pt in float16 when the reloaded accuracy is unchanged")
+    for flag, kind, text in _RECIPE:  # each overrides its preset's value when given
+        kw = (kind if isinstance(kind, dict) else {"choices": kind} if isinstance(kind, list)
+              else {"type": kind})
+        a(flag, default=None, help=text, **kw)
     a("--device", default=None, help="auto, cpu, cuda, cuda:1, ...")
     a("--data-root", default=None, help="folder holding cifar100.npz (default: searched)")
     a("--out", required=True, help="run folder: config.json, log.jsonl, last.pt, final.pt")
@@ -257,12 +283,16 @@ def build_parser() -> argparse.ArgumentParser:
     a("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     _add_evaluate(sub)
     _add_compare(sub)
+    roar_cli.add_arguments(sub.add_parser(
+        "roar", help="ROAR / KAR: retrain on images with the most salient pixels removed or kept",
+        description="ROAR / KAR retraining (METHODS.md section 5): rank files, one cell, the "
+        "table of finished cells."))
     return parser
 
 
 def config_from_args(args: argparse.Namespace):
     """Preset settings, then every option given explicitly."""
-    from interpretable.training import TrainConfig
+    from interpretable.training.config import TrainConfig
 
     names = {f.name for f in fields(TrainConfig)}
     settings = preset(args.preset, args.arch)
@@ -287,6 +317,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_main(parser, args, argv)
     if args.command == "compare":
         return compare_main(parser, args)
+    if args.command == "roar":
+        return roar_cli.run(args)
     if args.command == "train":
         try:
             cfg = config_from_args(args)

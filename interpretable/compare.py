@@ -2,7 +2,7 @@
 
 The paper's table (mean of each metric with its 95% interval, per run and method, with the
 run's top-1) and, for every run after the first, the paired difference against the first
-(:func:`interpretable.analysis.paired_comparison`: the same images, a Student-t interval,
+(:func:`interpretable.tables.paired_comparison`: the same images, a Student-t interval,
 a verdict only where the interval excludes zero, marked ``*`` where it does so also after a
 Bonferroni correction over the comparison's cells). Chapter 6 shows the same numbers. A result
 file without its provenance record (an evaluate run still going) is used as it is and named at
@@ -16,13 +16,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["RESULT_FILES", "ORDER", "load_results", "top1", "paired_images", "paired_grid",
-           "report"]
+__all__ = ["RESULT_FILES", "load_results", "top1", "report"]
 
 # The result files of a run folder, as reference/run_all.py writes them: all methods on the
 # main file, MobileNet-V2's Score-CAM on a seeded subset in its own file.
 RESULT_FILES = ("metrics.csv.gz", "metrics_scorecam.csv.gz")
-ORDER = ("AD", "AG", "AI", "Ins", "Del")
 
 
 def load_results(source: str | os.PathLike, files: Sequence[str] = RESULT_FILES):
@@ -86,34 +84,12 @@ def _markdown(frame) -> str:
     return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows])
 
 
-def paired_images(comparison) -> str:
-    """How many images a :func:`interpretable.analysis.paired_comparison` table pairs: ``"2000"``,
-    or ``"1996-2000"`` when its cells differ (NaN pairs or methods on other subsets)."""
-    lo, hi = comparison["images"].min(), comparison["images"].max()
-    return f"{lo}" if lo == hi else f"{lo}-{hi}"
-
-
-def paired_grid(comparison):
-    """Method x metric text grid of a :func:`interpretable.analysis.paired_comparison` table:
-    ``"-2.50 ± 0.83 better*"`` (difference, 95% half-width, the verdict unless it is "no clear
-    difference", ``*`` when the Bonferroni verdict agrees); methods in their order of
-    appearance, metrics in :data:`ORDER`."""
-    c = comparison
-    text = [f"{d:+.2f} ± {h:.2f}" + ("" if v == "no clear difference" else f" {v}")
-            + ("" if bv == "no clear difference" else "*")  # the wider interval, same mean
-            for d, h, v, bv in zip(c["difference"], c["ci half-width"], c["verdict"],
-                                   c["bonferroni verdict"], strict=True)]
-    return (c.assign(cell=text).pivot(index="method", columns="metric", values="cell")
-            .reindex(index=list(dict.fromkeys(c["method"])), columns=list(ORDER)))
-
-
 def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
     """The text ``python -m interpretable compare`` prints (see the module docstring)."""
     import pandas as pd
 
-    from .analysis import paired_comparison
-    from .metrics import paper_table
-    from .metrics.runs import provenance_path
+    from .metrics import provenance_path
+    from .tables import lower_is_better, paired_comparison, paired_grid, paired_images, paper_table
 
     if len(sources) < 1:
         raise ValueError("sources: give at least one run folder or result file")
@@ -128,13 +104,13 @@ def report(sources: Sequence[str | os.PathLike], markdown: bool = False) -> str:
             if not provenance_path(path).is_file():
                 n = t.loc[t["method"] == method, "index"].nunique()
                 partial.append(f"{name} {method} ({f}, {n} images so far)")
-        p = paper_table(t, ci=True).reindex(columns=list(ORDER))
+        p = paper_table(t, ci=True)
         p["images"] = t.groupby("method", sort=False)["index"].nunique().reindex(p.index)
         acc = top1(source)
         p["top-1 %"] = "" if acc is None else f"{acc:.2f}"
         blocks.append(p.assign(run=name).reset_index().set_index(["run", "method"]))
     out = ["Mean per run and method, percent, ± half-width of the 95% interval over images "
-           "(lower is better for AD and Del)", show(pd.concat(blocks))]
+           f"(lower is better for {lower_is_better()})", show(pd.concat(blocks))]
     names = list(tables)
     for name in names[1:]:
         c = paired_comparison(tables[names[0]], tables[name])

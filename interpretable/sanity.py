@@ -9,14 +9,16 @@ Every function here works on copies: the model passed in is never modified.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Iterator, Sequence
 
 import torch
 from torch import Tensor, nn
 
-from .analysis import spearman, ssim
+from .attribution import METHODS, build_method, normalize_maps, parse_methods
+from .mapstats import spearman, ssim
 
-__all__ = ["blocks", "randomize_", "randomized", "cascade", "explain", "similarity", "METHODS"]
+__all__ = ["blocks", "randomize_", "randomized", "cascade", "explain", "similarity",
+           "SANITY_METHODS"]
 
 
 def blocks(model: nn.Module, split: int = 3) -> list[tuple[str, nn.Module]]:
@@ -93,55 +95,29 @@ def cascade(model: nn.Module, seed: int = 0, split: int = 3,
         yield name, copy.deepcopy(net)
 
 
-def _gradient(model: nn.Module, x: Tensor, y) -> Tensor:
-    from .attribution import gradient
-
-    return gradient(model, x, y).abs().sum(1)
-
-
-def _guided(model: nn.Module, x: Tensor, y) -> Tensor:
-    from .attribution import guided_backprop
-
-    return guided_backprop(model, x, y).abs().sum(1)
-
-
-def _gradcam(model: nn.Module, x: Tensor, y) -> Tensor:
-    from .attribution import GradCAM
-
-    with GradCAM(model) as cam:
-        return cam(x, y)
-
-
-def _fastcam(model: nn.Module, x: Tensor, y) -> Tensor:
-    from .fastcam import FastCAM
-
-    with FastCAM(model) as fc:
-        return fc(x, y)
-
-
-#: The methods of the book's sanity check: name -> f(model, x, target) -> (B, H, W) maps.
-METHODS: dict[str, Callable[[nn.Module, Tensor, object], Tensor]] = {
-    "gradient": _gradient, "guided backprop": _guided, "Grad-CAM": _gradcam, "FastCAM": _fastcam,
-}
+#: The methods of the book's sanity check (keys of :data:`interpretable.attribution.METHODS`).
+SANITY_METHODS: tuple[str, ...] = ("gradient", "guided", "gradcam", "fastcam")
 
 
 def explain(model: nn.Module, x: Tensor, target=None,
-            methods: Mapping[str, Callable] | None = None) -> dict[str, Tensor]:
-    """``{method: (B, H, W) maps}`` scaled to [0, 1] per image, for each of ``methods``.
+            methods: Sequence[str] = SANITY_METHODS) -> dict[str, Tensor]:
+    """``{method display name: (B, H, W) maps}`` scaled to [0, 1] per image.
 
-    Default :data:`METHODS`: |gradient| and |guided gradient| summed over colour channels,
+    ``methods``: keys or display names of :data:`interpretable.attribution.METHODS`; default
+    :data:`SANITY_METHODS`: |gradient| and |guided gradient| summed over colour channels,
     Grad-CAM and FastCAM. ``target`` as in :func:`interpretable.attribution.gradient`.
     """
-    from .attribution import normalize_maps
-
-    methods = METHODS if methods is None else methods
-    return {k: normalize_maps(fn(model, x, target).detach()) for k, fn in methods.items()}
+    out = {}
+    for key in parse_methods(methods):
+        with build_method(key, model) as method:
+            out[METHODS[key].name] = normalize_maps(method(x, target).detach())
+    return out
 
 
 def similarity(a: Tensor, b: Tensor) -> tuple[Tensor, Tensor]:
     """Per image: (Spearman rank correlation, SSIM) of two map batches (B, H, W) in [0, 1].
 
-    See :func:`interpretable.analysis.spearman` and :func:`interpretable.analysis.ssim`
+    See :func:`interpretable.mapstats.spearman` and :func:`interpretable.mapstats.ssim`
     (data range 1); both are 1 for identical maps.
     """
     return spearman(a, b), ssim(a, b, data_range=1.0)

@@ -14,7 +14,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-__all__ = ["Timing", "synchronize", "measure", "measure_interleaved"]
+__all__ = ["Timing", "synchronize", "measure", "measure_interleaved", "matmul_gflops",
+           "count_flops"]
 
 
 @dataclass
@@ -109,3 +110,28 @@ def measure(
 ) -> Timing:
     """Time one operation: ``warmup`` untimed calls, then ``repeats`` timed ones."""
     return measure_interleaved({name: fn}, repeats, warmup, device)[name]
+
+
+def matmul_gflops(n: int = 2048, repeats: int = 9) -> dict[str, float]:
+    """The machine's practical float32 peak: GFLOP/s of an ``n x n`` matmul on the CPU
+    (median and best of ``repeats``), with the current torch thread count.
+
+    A roofline for the other numbers: a convolutional network's forward cannot run its
+    convolutions faster than the same machine multiplies large dense matrices."""
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    for _ in range(2):
+        a @ b
+    t = measure("matmul", lambda: a @ b, repeats=repeats, warmup=0)
+    flop = 2.0 * n ** 3
+    return {"n": n, "median": flop / t.median / 1e9, "best": flop / t.min / 1e9,
+            "threads": torch.get_num_threads()}
+
+
+def count_flops(fn: Callable[[], object]) -> float:
+    """FLOPs that ``fn()`` spends in convolutions and matrix products (torch's
+    ``FlopCounterMode``: multiply-adds count 2; element-wise work is not counted)."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        fn()
+    return float(counter.get_total_flops())

@@ -17,11 +17,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .attribution.fastcam import check_layer_weights
+from .data import denormalize
+
 __all__ = ["lovi", "hsv_to_rgb", "heatmap", "overlay", "to_image", "show_grid", "LOVI_ALPHA",
            "signed_rgb", "magnitude"]
 
 #: Weight of the LOVI colours when blended with the image (the reference's ``AlphaBlend``).
 LOVI_ALPHA = 0.75
+#: Colormap of heat maps: perceptually uniform, dark = unimportant, bright = important.
+HEAT_CMAP = "inferno"
 
 
 def _as_tensor(a: Any, name: str) -> tuple[Tensor, bool]:
@@ -58,17 +63,6 @@ def hsv_to_rgb(h: Tensor, s: Tensor, v: Tensor) -> Tensor:
     k = torch.remainder(n + (h / 60.0)[..., None], 6.0)
     ramp = torch.minimum(k, 4.0 - k).clamp(0.0, 1.0)
     return v[..., None] - (v * s)[..., None] * ramp
-
-
-def _check_weights(w: Any, layers: int, device, dtype) -> Tensor | None:
-    if w is None:
-        return None
-    t = torch.as_tensor(w, dtype=dtype).flatten().to(device)
-    if t.numel() != layers:
-        raise ValueError(f"w must have one weight per layer ({layers}), got {t.numel()}")
-    if not torch.isfinite(t).all() or (t < 0).any():
-        raise ValueError(f"w must be finite and non-negative, got {t.tolist()}")
-    return t
 
 
 def lovi(maps: Any, image: Any = None, w: Any = None, alpha: float = LOVI_ALPHA):
@@ -108,7 +102,8 @@ def lovi(maps: Any, image: Any = None, w: Any = None, alpha: float = LOVI_ALPHA)
     lo = flat.amin(1).view(b, 1, 1, 1)
     span = flat.amax(1).view(b, 1, 1, 1) - lo
     p = torch.where(span > 0, (p - lo) / torch.where(span > 0, span, 1.0), p).clamp(0.0, 1.0)
-    wt = _check_weights(w, n_layers, p.device, p.dtype)
+    wt = None if w is None else torch.tensor(check_layer_weights(w, n_layers, "w"),
+                                             device=p.device, dtype=p.dtype)
     if wt is not None:
         p = p * wt.view(1, n_layers, 1, 1)
 
@@ -165,7 +160,7 @@ def _minmax(maps: Tensor) -> Tensor:
     return out.reshape(maps.shape)
 
 
-def heatmap(maps: Any, cmap: Any = "jet", normalize: bool = True):
+def heatmap(maps: Any, cmap: Any = HEAT_CMAP, normalize: bool = True):
     """Colour maps with a matplotlib colormap: (H, W) or (B, H, W) -> (..., H, W, 3) in [0, 1].
 
     ``normalize=True`` min-max scales each map first (a constant map gets the colour of 0);
@@ -198,7 +193,7 @@ def _image_hwc(image: Any, name: str, batched: bool | None = None) -> Tensor:
     raise ValueError(f"{name} must have 3 colour channels first or last, got {tuple(t.shape)}")
 
 
-def overlay(image: Any, heat: Any, alpha: float = 0.5, cmap: Any = "jet",
+def overlay(image: Any, heat: Any, alpha: float = 0.5, cmap: Any = HEAT_CMAP,
             normalize: bool = True):
     """Blend a heat map onto an image: ``(1 - alpha) * image + alpha * heatmap(heat)``.
 
@@ -234,8 +229,6 @@ def to_image(x: Any) -> np.ndarray:
 
     Undoes :func:`interpretable.data.normalize` and clips to [0, 1].
     """
-    from interpretable.data import denormalize
-
     t, _ = _as_tensor(x, "x")
     if t.dim() not in (3, 4) or t.shape[-3] != 3:
         raise ValueError(f"x must be (3, H, W) or (B, 3, H, W), got shape {tuple(t.shape)}")
@@ -268,8 +261,9 @@ def _display_images(images: Any, denormalize: bool) -> np.ndarray:
 
 
 def show_grid(images: Any, maps: Any = None, titles: Sequence[str] | None = None, *,
-              row_labels: Sequence[str] | None = None, alpha: float = 0.5, cmap: Any = "jet",
-              denormalize: bool = True, overlay_maps: bool = True, cell: float = 1.6):
+              row_labels: Sequence[str] | None = None, alpha: float = 0.5,
+              cmap: Any = HEAT_CMAP, denormalize: bool = True, overlay_maps: bool = True,
+              cell: float = 1.6, colorbar: bool = True):
     """A grid figure: one row per image, the image then one column per map set.
 
     Args:
@@ -281,6 +275,8 @@ def show_grid(images: Any, maps: Any = None, titles: Sequence[str] | None = None
             they are.
         titles: column titles (for the image column and each set; a dict's keys by default).
         row_labels: one label per row (e.g. class names), shown at the left.
+        colorbar: one shared colourbar (each map min-max scaled to [0, 1] per image) when
+            any set is drawn as a heat map or overlay.
 
     Returns:
         a ``matplotlib.figure.Figure`` (not registered with pyplot: nothing is shown or kept
@@ -335,19 +331,27 @@ def show_grid(images: Any, maps: Any = None, titles: Sequence[str] | None = None
         for j in range(b):
             axes[0, j].imshow(pics[j], interpolation="nearest")
             if j < len(titles) and titles[j]:
-                axes[0, j].set_title(titles[j], fontsize=8)
+                axes[0, j].set_title(titles[j], fontsize=9)
             if row_labels is not None:
-                axes[0, j].set_xlabel(row_labels[j], fontsize=8)
+                axes[0, j].set_xlabel(row_labels[j], fontsize=9)
         return fig
     for r in range(b):
         axes[r, 0].imshow(pics[r], interpolation="nearest")
         for c, panel in enumerate(panels, start=1):
             axes[r, c].imshow(panel[r], interpolation="nearest")
         if row_labels is not None:
-            axes[r, 0].set_ylabel(row_labels[r], fontsize=8)
+            axes[r, 0].set_ylabel(row_labels[r], fontsize=9)
     for c in range(min(cols, len(titles))):
         if titles[c]:
-            axes[0, c].set_title(titles[c], fontsize=8)
+            axes[0, c].set_title(titles[c], fontsize=9)
+    heat = [i for i, s in enumerate(sets) if _as_tensor(s, "maps")[0].dim() == 3]
+    if colorbar and heat:
+        import matplotlib as mpl
+
+        sm = mpl.cm.ScalarMappable(norm=mpl.colors.Normalize(0, 1),
+                                   cmap=mpl.colormaps[cmap] if isinstance(cmap, str) else cmap)
+        fig.colorbar(sm, ax=axes[:, 1:], shrink=min(1.0, 3.0 / max(b, 1)) if b > 3 else 0.9,
+                     label="relative importance (per image)")
     return fig
 
 

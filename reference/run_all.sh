@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Every long run of the book (reference trainings, the lambda sweep, ...) in two lanes of one
-# thread each; see reference/run_all.py for the job list. Re-running resumes every unfinished
-# job and skips finished ones.
+# thread each. The job list is interpretable/study/jobs.py, the scheduler
+# interpretable/study/scheduler.py. Re-running resumes every unfinished job, skips finished ones.
 #   bash reference/run_all.sh            run / resume everything (logs in reference/logs/)
 #   bash reference/run_all.sh pause      SIGSTOP the running jobs (e.g. while benchmarking)
 #   bash reference/run_all.sh resume     SIGCONT them
@@ -11,9 +11,9 @@ cd "$(dirname "$0")/.."
 PY=${PY:-.venv/bin/python}
 pids() { cat reference/logs/lane*.pid 2>/dev/null; }
 case "${1:-run}" in
-  run) exec "$PY" reference/run_all.py ;;
+  run) exec "$PY" -m interpretable.study.scheduler ;;
   pause) for p in $(pids); do kill -STOP "$p" && echo "paused $p"; done ;;
   resume) for p in $(pids); do kill -CONT "$p" && echo "resumed $p"; done ;;
-  status) exec "$PY" reference/run_all.py status ;;
+  status) exec "$PY" -m interpretable.study.scheduler status ;;
   *) echo "usage: bash reference/run_all.sh [run|pause|resume|status]" >&2; exit 2 ;;
 esac

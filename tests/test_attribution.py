@@ -264,7 +264,7 @@ def test_no_memory_growth():
 
 
 def test_built_for_weights_builds_once_per_key():
-    from interpretable.attribution._inference import BuiltForWeights
+    from interpretable.inference import BuiltForWeights
 
     built = []
 

@@ -453,7 +453,7 @@ def _inference_models():
 
 
 def test_inference_forward_equals_model_and_leaves_it_alone():
-    from interpretable.attribution._inference import _fold, _trace, inference_forward
+    from interpretable.inference import _fold, _trace, inference_forward
 
     for model, size in _inference_models():
         x = torch.randn(3, 3, size, size)
@@ -478,7 +478,7 @@ def test_inference_forward_equals_model_and_leaves_it_alone():
 
 
 def test_inference_forward_falls_back_for_untraceable_models():
-    from interpretable.attribution._inference import inference_forward
+    from interpretable.inference import inference_forward
 
     class Branchy(TinyNet):
         def forward(self, x):
@@ -568,7 +568,7 @@ def test_optimize_auto_builds_on_second_call_and_follows_weights(r18, images):
 def test_split_traces_through_container_layers():
     """The cut layer and the taps are traced through, not kept as opaque calls: their convs
     and BatchNorms are in the graph, where the inference passes can fold and pack them."""
-    from interpretable.attribution._inference import split_at_layer
+    from interpretable.inference import split_at_layer
 
     model = itp.models.create("resnet18", width=0.125).eval()
     pre, post = split_at_layer(model, model.layer4, [model.stem, model.layer2])

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from interpretable.cli import build_parser, config_from_args, main
-from interpretable.presets import PRESETS, preset
 from interpretable.training import TrainConfig
+from interpretable.training.presets import PRESETS, preset
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -135,6 +135,11 @@ def run_dir(tmp_path_factory):
     (["RUN", "--seed", "x"], "--seed: expected a whole number >= 0"),
     (["RUN", "--out", "m.xlsx"], "out must end in .csv, .csv.gz or .json"),
     (["RUN", "--device", "gpu"], "device must be cpu, cuda"),
+    (["RUN", "--conventions", "paper"], "--conventions: invalid choice: 'paper'"),
+    (["RUN", "--substrate", "grey"], "--substrate: invalid choice: 'grey'"),
+    (["RUN", "--blur-kernel", "4"], "blur_kernel must be an odd positive int"),
+    (["RUN", "--blur-sigma", "0"], "--blur-sigma: expected a positive number"),
+    (["RUN", "--step", "7"], "step must divide the 32x32 = 1024 pixels"),
 ])
 def test_evaluate_bad_arguments_give_one_clear_line(run_dir, args, words, capsys):
     args = [str(run_dir) if a == "RUN" else str(run_dir / "nothing") if a == "MISSING" else a
@@ -181,30 +186,60 @@ def test_evaluate_from_the_shell_has_no_traceback(tmp_path):
     assert res.returncode == 2
     lines = [line for line in res.stderr.splitlines() if line.strip()]
     assert len(lines) == 1 and "neither a run folder nor a checkpoint" in lines[0], res.stderr
-    from interpretable.cli import EVALUATE_DEFAULT, EVALUATE_METHODS
-    from interpretable.metrics.runs import DEFAULT_METHODS, METHOD_NAMES
-
-    assert EVALUATE_METHODS == tuple(METHOD_NAMES) and EVALUATE_DEFAULT == ",".join(DEFAULT_METHODS)
+    # building the parser reads the method registry without importing torch
+    code = ("import sys; from interpretable.cli import build_parser; build_parser(); "
+            "print('torch' in sys.modules)")
+    probe = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert probe.stdout.strip() == "False", probe.stderr
     sub = build_parser()._subparsers._group_actions[0].choices["evaluate"]
     text = sub.format_help()
     assert "RUN_DIR_OR_CHECKPOINT" in text
     for action in sub._actions:
         assert action.help, action.dest  # every option is explained
     for option in ("--methods", "--images", "--seed", "--target", "--batch-size", "--out",
-                   "--data-root", "--device", "--no-progress"):
+                   "--data-root", "--device", "--no-progress", "--conventions", "--substrate",
+                   "--blur-kernel", "--blur-sigma", "--step"):
         assert option in text
 
 
 def test_evaluate_interrupted_says_how_to_resume(run_dir, tmp_path, capsys, monkeypatch):
     from interpretable.metrics import runs
 
-    def interrupted(model, methods):
+    def interrupted(key, model, **options):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(runs, "build_methods", interrupted)
+    monkeypatch.setattr(runs, "build_method", interrupted)
     with pytest.raises(SystemExit) as exc:
         main(["evaluate", str(run_dir), "--images", "2", "--out", str(tmp_path / "m.csv"),
               "--no-progress"])
     assert exc.value.code == 130
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "run the same command again to resume" in err
+
+
+def test_evaluate_authors_conventions_go_to_their_own_file(run_dir, tmp_path, capsys):
+    from interpretable.metrics import read_results, runs
+
+    folder = tmp_path / "run"
+    folder.mkdir()
+    (folder / "last.pt").write_bytes((run_dir / "last.pt").read_bytes())
+    argv = ["evaluate", str(folder), "--methods", "gradcam", "--images", "2", "--device", "cpu",
+            "--no-progress", "--conventions", "authors"]
+    assert main(argv) == 0
+    assert "conventions authors" in capsys.readouterr().out
+    out = folder / "metrics_authors.csv.gz"  # the default file of these conventions
+    assert len(read_results(out)) == 2 and not (folder / "metrics.csv.gz").exists()
+    prov = json.loads(runs.provenance_path(out).read_text())
+    assert (prov["conventions"], prov["substrate"], prov["blur_kernel"], prov["blur_sigma"],
+            prov["step"]) == ("authors", "mean", 5, 5.0, 256)
+    # the same file with other conventions: refused, one line
+    for extra in (["--substrate", "black"], ["--conventions", "ours"]):
+        with pytest.raises(SystemExit) as exc:
+            main([*argv, "--out", str(out), *extra])
+        assert exc.value.code == 2
+        err = capsys.readouterr().err
+        assert len(err.strip().splitlines()) == 1 and "other settings" in err
+    # an override alone: its own default file, named custom
+    assert main([*argv[:-2], "--substrate", "blur"]) == 0
+    prov = json.loads(runs.provenance_path(folder / "metrics_custom.csv.gz").read_text())
+    assert (prov["conventions"], prov["substrate"], prov["step"]) == ("custom", "blur", 32)

@@ -12,7 +12,7 @@ min-max), and one image alone instead of a batch changes the probabilities by ro
 Measured on 6-8 random images of each ResNet-18 reference file: Y within 6e-7, O within
 1.5e-6 (FastCAM: 8.3e-5, as scipy's Gamma fit stops at its own tolerance); insertion within
 0.24 points and deletion within 0.03 (the ranking of nearly equal pixels flips), hence 1
-point for the areas, as ``metrics.runs.TOLERANCES``. AI is compared only
+point for the areas, as ``metrics.verification.TOLERANCES``. AI is compared only
 where |O - Y| is beyond rounding.
 """
 
@@ -26,11 +26,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 from _references import ref_curves, ref_probs
+from _slow_curves import slow_curves
 
 import interpretable as itp
-from interpretable import reference
-from interpretable.metrics import read_results
-from interpretable.metrics.runs import provenance_path
+from interpretable.metrics import CONVENTIONS, _results, provenance_path, read_results
+from interpretable.study import reference
 
 IMAGES_PER_FILE = {"reference": 3, "sweep": 1}  # the sweep has 20-30 files: a sample each
 LAYER = {"resnet18": "layer4", "mobilenet_v2": "features.18"}  # the last block of each net
@@ -45,7 +45,7 @@ def _is_sweep_like(path):
 
 
 def _files():
-    root = reference.REFERENCE_DIR
+    root = reference.find_root()
     found = sorted(root.glob("*/metrics*.csv.gz")) + sorted(root.glob("sweep/*/*/metrics.csv.gz")) \
         + sorted(root.glob("replicates/*/*/metrics.csv.gz"))
     return [f for f in found if provenance_path(f).is_file() and (f.parent / "final.pt").is_file()]
@@ -113,19 +113,29 @@ def _reference_fastcam(model, cam_layer, x1, c):
 
 
 def test_there_are_committed_results_to_check():
-    assert FILES, f"no complete result file under {reference.REFERENCE_DIR}"
+    assert FILES, f"no complete result file under {reference.find_root()}"
 
 
 @pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[2]))
                          if _is_sweep_like(p) else f"{p.parent.name}/{p.name}")
 def test_committed_rows_equal_an_independent_recomputation(path, test_set):
     rows = read_results(path)
-    meta = json.loads(path.with_name(path.name + ".meta.json").read_text())
+    meta = _results.with_conventions(json.loads(_results.meta_path(path).read_text()))
     assert meta["target"] == "label"  # what the references below compute
+    ours = CONVENTIONS["ours"]
+    conventions = {"substrate": meta["substrate"], "kernel": meta["blur_kernel"],
+                   "sigma": meta["blur_sigma"]}
+    if conventions == {"substrate": ours.substrate, "kernel": ours.blur_kernel,
+                       "sigma": ours.blur_sigma}:
+        def curves(model, x1, map2d, c, step):
+            return ref_curves(model, x1, map2d, c, step)
+    else:  # other conventions (e.g. the authors'): the slow loop that takes them
+        def curves(model, x1, map2d, c, step):
+            return slow_curves(model, x1, map2d, c, step, **conventions)
     model, info = itp.models.load_checkpoint(path.parent / "final.pt", map_location="cpu")
     model = model.float().eval()
     layer = model.get_submodule(LAYER[info["arch"]])
-    rng = np.random.default_rng(zlib.crc32(str(path.relative_to(reference.REFERENCE_DIR)).encode()))
+    rng = np.random.default_rng(zlib.crc32(str(path.relative_to(reference.find_root())).encode()))
     n = IMAGES_PER_FILE["sweep" if _is_sweep_like(path) else "reference"]
     indices = rng.choice(np.sort(rows["index"].unique()), n, replace=False)
     checked = 0
@@ -155,7 +165,7 @@ def test_committed_rows_equal_an_independent_recomputation(path, test_set):
             assert abs(row["ag"] - 100 * max(0.0, o - y) / (1 - y)) <= slack, where
             if abs(o - y) > TOL["Y"] + tol_o:
                 assert row["ai"] == (100.0 if o > y else 0.0), where
-            ins, dele, _, _ = ref_curves(model, x1, map2d, int(label), meta["step"])
+            ins, dele, _, _ = curves(model, x1, map2d, int(label), meta["step"])
             assert abs(row["insertion"] - ins) <= TOL["curve"], (where, row["insertion"], ins)
             assert abs(row["deletion"] - dele) <= TOL["curve"], (where, row["deletion"], dele)
             checked += 1

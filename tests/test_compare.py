@@ -1,5 +1,6 @@
 """``interpretable.compare`` and ``python -m interpretable compare``: hand-made result files
-whose means, intervals and paired differences are known."""
+whose means, intervals and paired differences are known (and the grid of
+``interpretable.tables.paired_comparison`` the report shows)."""
 
 from __future__ import annotations
 
@@ -10,17 +11,11 @@ import pandas as pd
 import pytest
 
 from interpretable.cli import main
-from interpretable.compare import (
-    ORDER,
-    load_results,
-    paired_grid,
-    paired_images,
-    report,
-    top1,
-)
+from interpretable.compare import load_results, report, top1
+from interpretable.metrics import METRICS, provenance_path
 from interpretable.metrics._results import save, write_meta
-from interpretable.metrics.runs import provenance_path
 from interpretable.stats import t_quantile
+from interpretable.tables import paired_comparison, paired_grid, paired_images
 
 COLUMNS = ["index", "label", "predicted", "target", "method", "Y", "O", "ad", "ag", "ai",
            "insertion", "deletion"]
@@ -113,11 +108,9 @@ def test_command_prints_the_report(runs, capsys):
 
 
 def test_paired_grid_cells(runs):
-    from interpretable.analysis import paired_comparison
-
     c = paired_comparison(load_results(runs[0]), load_results(runs[1]))
     grid = paired_grid(c)
-    assert list(grid.index) == ["Grad-CAM"] and list(grid.columns) == list(ORDER)
+    assert list(grid.index) == ["Grad-CAM"] and list(grid.columns) == [m.name for m in METRICS]
     d_half = t_quantile(0.975, 3) * np.std([1, 2, 3, 4], ddof=1) / 2
     # 4 images: the Bonferroni interval over 5 cells (t_{0.995, 3} = 5.84) covers 0: no star
     assert grid.loc["Grad-CAM", "AD"] == f"-2.50 ± {d_half:.2f} better"

@@ -16,8 +16,8 @@ from torch import nn
 import interpretable as itp
 from interpretable.attribution import GradCAM, GradCAMPlusPlus
 from interpretable.fastcam import (
-    METHODS,
     NORMS,
+    STATISTICS,
     FastCAM,
     channel_max,
     channel_mean,
@@ -73,7 +73,7 @@ def test_smoe_matches_float64_formula():
 
 
 def test_smoe_in_cache_blocks_matches_float64_formula(monkeypatch):
-    import interpretable.fastcam as fastcam
+    import interpretable.attribution.smoe as fastcam
 
     # blocks of 3 samples (the last one shorter): the block path equals the formula too
     a = activations((8, 16, 6, 5), seed=3)
@@ -240,8 +240,8 @@ def test_saliency_matches_manual_pipeline(model, x, norm_name, norm):
 
 def test_saliency_methods_weights_and_batching(model, x):
     w = [0.18, 0.15, 0.37, 0.4, 0.72]
-    for method in METHODS:
-        combined, per_layer = saliency(model, x, weights=w, method=method, norm="gaussian",
+    for method in STATISTICS:
+        combined, per_layer = saliency(model, x, weights=w, statistic=method, norm="gaussian",
                                        optimize=False)
         assert torch.isfinite(per_layer).all()
         ref = (per_layer * torch.tensor(w).view(1, 5, 1, 1)).sum(1) / sum(w)
@@ -292,9 +292,9 @@ def test_no_nan_on_dead_network_and_constant_input(model):
             if isinstance(mod, nn.BatchNorm2d):
                 mod.bias.zero_()
     x = torch.randn(2, 3, 32, 32)
-    combos = [(n, "smoe") for n in NORMS] + [("gamma", m) for m in METHODS if m != "smoe"]
+    combos = [(n, "smoe") for n in NORMS] + [("gamma", m) for m in STATISTICS if m != "smoe"]
     for norm, method in combos:
-        c, p = saliency(dead, x, norm=norm, method=method)
+        c, p = saliency(dead, x, norm=norm, statistic=method)
         assert torch.isfinite(c).all() and torch.isfinite(p).all(), (norm, method)
         assert (p == 0).all(), (norm, method)  # all-zero activations: nothing salient
     c, p = saliency(model, torch.zeros(2, 3, 32, 32))
@@ -333,7 +333,7 @@ def test_saliency_leaves_model_as_found(model, x):
 def test_saliency_errors(model, x):
     with pytest.raises(ValueError, match="layers must not be empty"):
         saliency(model, x, layers=[])
-    with pytest.raises(ValueError, match="one value per layer"):
+    with pytest.raises(ValueError, match="one weight per layer"):
         saliency(model, x, weights=[1.0, 1.0])
     with pytest.raises(ValueError, match="non-negative"):
         saliency(model, x, weights=[1, 1, -1, 1, 1])
@@ -346,8 +346,8 @@ def test_saliency_errors(model, x):
         saliency(model, x, layers=[nn.ReLU()])
     with pytest.raises(ValueError, match="norm must be one of"):
         saliency(model, x, norm="softmax")
-    with pytest.raises(ValueError, match="method must be one of"):
-        saliency(model, x, method="var")
+    with pytest.raises(ValueError, match="statistic must be one of"):
+        saliency(model, x, statistic="var")
     with pytest.raises(ValueError, match="x must be 4-D"):
         saliency(model, x[0])
     with pytest.raises(ValueError, match="no output during the forward"):
@@ -376,11 +376,11 @@ def test_fastcam_is_saliency_times_normalized_cam(model, x, cam, cls):
 
 def test_fastcam_options_context_and_no_grad(model, x):
     w = [1, 0, 0, 0, 2]
-    fc = FastCAM(model, weights=w, norm="gaussian", method="std", cam_layer=model.layer3)
+    fc = FastCAM(model, weights=w, norm="gaussian", statistic="std", cam_layer=model.layer3)
     with torch.no_grad():
         maps, combined, cam = fc(x, 5, return_parts=True)
     torch.testing.assert_close(combined, saliency(model, x, weights=w, norm="gaussian",
-                                                  method="std", optimize=False)[0])
+                                                  statistic="std", optimize=False)[0])
     torch.testing.assert_close(cam, GradCAM(model, model.layer3)(x, 5, normalize=True))
     torch.testing.assert_close(maps, combined * cam)
     flat = fc(x, 5, normalize=True).flatten(1)
@@ -396,7 +396,7 @@ def test_fastcam_options_context_and_no_grad(model, x):
     assert all(p.grad is None for p in model.parameters())
     with pytest.raises(ValueError, match="cam must be one of"):
         FastCAM(model, cam="scorecam")
-    with pytest.raises(ValueError, match="one value per layer"):
+    with pytest.raises(ValueError, match="one weight per layer"):
         FastCAM(model, weights=[1])
 
 
@@ -432,12 +432,12 @@ def test_fastcam_optimized_forward_hands_back_the_scale_layers(arch, width):
     user = model.layer1.register_forward_hook(lambda *a: seen.append(1)) \
         if arch == "resnet18" else None
     fast = FastCAM(model)
-    plain = FastCAM(model)
-    plain.cam.optimize = False
+    plain = FastCAM(model, optimize=False)
     want = plain(x, 1, return_parts=True)
     for _ in range(3):
         got = fast(x, 1, return_parts=True)
-    assert fast.cam.tap_outputs is not None and len(fast.cam.tap_outputs) == 5
+    _, taps = fast.cam(x, 1, with_taps=True)
+    assert taps is not None and len(taps) == 5
     for g, w in zip(got, want, strict=True):
         torch.testing.assert_close(g, w, atol=2e-4, rtol=0)
     if user is not None:  # a caller's hook survives the tracing and still fires
@@ -453,7 +453,7 @@ def test_saliency_optimized_forward_equals_hooked_one(arch, width):
     """From the second call (``optimize="auto"``) saliency runs an inference-optimized graph
     up to the last layer that returns the layers' outputs: same maps to float rounding,
     rebuilt when the weights change, no hooks left, the caller's hooks untouched."""
-    from interpretable.fastcam import _SALIENCY_FORWARDS
+    from interpretable.attribution.fastcam import _SALIENCY_FORWARDS
 
     model, x = _seeded_bn_model(arch, width)
     want = saliency(model, x, optimize=False)
@@ -493,7 +493,7 @@ def test_saliency_cache_does_not_keep_the_model_alive():
     import gc
     import weakref
 
-    from interpretable.fastcam import _SALIENCY_FORWARDS
+    from interpretable.attribution.fastcam import _SALIENCY_FORWARDS
 
     m = itp.models.create("resnet18", width=0.125).eval()
     x = torch.randn(2, 3, 32, 32)

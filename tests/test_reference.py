@@ -1,4 +1,4 @@
-"""interpretable.reference.describe on reference folders built in a temporary directory."""
+"""interpretable.study.reference.describe on reference folders built in a temporary directory."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import interpretable as itp
-from interpretable import reference
+from interpretable.study import reference
 
 
 def _record(epoch: int, acc: float) -> dict:
@@ -21,7 +21,7 @@ def _record(epoch: int, acc: float) -> dict:
 def runs(tmp_path, monkeypatch):
     """resnet18_baseline in progress (3 of 20 epochs, last.pt only) and resnet18_regularized
     finished (final.pt whose meta differs from the log, so the test sees which one is read)."""
-    monkeypatch.setattr(reference, "REFERENCE_DIR", tmp_path)
+    monkeypatch.setenv("INTERPRETABLE_REFERENCE", str(tmp_path))
     torch.manual_seed(0)
     net = itp.models.create("resnet18", width=0.125)
     history = [_record(e, 10.0 * e) for e in (1, 2, 3)]
@@ -83,3 +83,21 @@ def test_missing_run_and_bad_name(runs):
     with pytest.raises(ValueError, match="name must be one of"):
         reference.describe("resnet50")
     assert reference.available() == ["resnet18_baseline", "resnet18_regularized"]
+
+
+def test_root_from_argument_environment_or_checkout_and_one_error_without(tmp_path, monkeypatch):
+    monkeypatch.delenv("INTERPRETABLE_REFERENCE", raising=False)
+    assert reference.find_root() == reference.CHECKOUT  # this repository's reference/
+    monkeypatch.setenv("INTERPRETABLE_REFERENCE", str(tmp_path))
+    assert reference.find_root() == tmp_path
+    other = tmp_path / "elsewhere"
+    other.mkdir()
+    assert reference.find_root(other) == other and reference.available(other) == []
+    # an installed wheel: no checkout beside the package, no variable
+    monkeypatch.delenv("INTERPRETABLE_REFERENCE")
+    monkeypatch.setattr(reference, "CHECKOUT", tmp_path / "site-packages" / "reference")
+    with pytest.raises(FileNotFoundError, match="INTERPRETABLE_REFERENCE") as err:
+        reference.load("resnet18_baseline")
+    assert "site-packages" in str(err.value) and "root=" in str(err.value)
+    with pytest.raises(FileNotFoundError, match="missing"):
+        reference.find_root(tmp_path / "missing")

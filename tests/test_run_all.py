@@ -1,30 +1,28 @@
-"""reference/run_all.py, the scheduler of the long runs: its job list and its bookkeeping."""
+"""The long runs' job list (interpretable.study.jobs) and scheduler (.scheduler)."""
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import time
-from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
-from interpretable import sweep
-
-REPO = Path(__file__).resolve().parent.parent
+from interpretable.study import jobs, scheduler, sweep
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def run_all():
-    spec = importlib.util.spec_from_file_location("run_all", REPO / "reference" / "run_all.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["run_all"] = module  # dataclasses look their module up there
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.modules.pop("run_all", None)
+    """Both modules' public and private names in one namespace (as the tests read them)."""
+    names = {k: getattr(m, k) for m in (jobs, scheduler) for k in dir(m) if not k.startswith("__")}
+    return SimpleNamespace(**names)
+
+
+def _here(monkeypatch, path) -> None:
+    """Point the job list and the scheduler at another reference folder."""
+    monkeypatch.setattr(jobs, "HERE", path)
+    monkeypatch.setattr(scheduler, "HERE", path)
 
 
 def test_every_planned_run_has_a_training_and_a_metrics_job(run_all):
@@ -88,7 +86,7 @@ def test_conditional_and_aligned_jobs_wait_for_the_sweep(run_all, monkeypatch):
     assert c.done()                             # not needed: counts as done
     c.wanted = lambda: True
     assert not c.done() and c.ready()
-    monkeypatch.setattr(run_all, "_sweep_done", lambda arch, curves: False)
+    monkeypatch.setattr(jobs, "_sweep_done", lambda arch, curves: False)
     aligned = run_all._aligned("resnet18")
     assert not aligned.ready()
     with pytest.raises(AssertionError, match="not finished"):
@@ -96,7 +94,7 @@ def test_conditional_and_aligned_jobs_wait_for_the_sweep(run_all, monkeypatch):
 
 
 def test_status_names_each_state_with_progress_and_pid(run_all, tmp_path, monkeypatch):
-    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    _here(monkeypatch, tmp_path)
     run = tmp_path / "sweep" / "x" / "logit_lam9"
     run.mkdir(parents=True)
     (run / "config.json").write_text('{"epochs": 2}')
@@ -129,9 +127,9 @@ def test_status_names_each_state_with_progress_and_pid(run_all, tmp_path, monkey
 
 
 def test_adopted_job_that_finishes_loses_its_last_checkpoint(run_all, tmp_path, monkeypatch):
-    monkeypatch.setattr(run_all, "HERE", tmp_path)
+    _here(monkeypatch, tmp_path)
     real_sleep = time.sleep
-    monkeypatch.setattr(run_all.time, "sleep", lambda s: real_sleep(0.05))
+    monkeypatch.setattr(scheduler.time, "sleep", lambda s: real_sleep(0.05))
     run = tmp_path / "r"
     run.mkdir()
     job = run_all.Job("r", ["train", "--out", "reference/r"], makes=("r/final.pt",))

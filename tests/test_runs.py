@@ -1,8 +1,8 @@
-"""interpretable.metrics.runs: evaluating a run, result files, resume, provenance, verification.
+"""interpretable.metrics.runs: evaluating a run, result files, resume, provenance.
 
 A tiny random ResNet-18 checkpoint and a few real CIFAR-100 test images keep this fast; the
 rows are checked against direct calls of the methods and metrics, the provenance against
-hashlib and git, resuming against an uninterrupted run, verification against tampered files.
+hashlib and git, resuming against an uninterrupted run. Verification: test_verification.py.
 """
 
 from __future__ import annotations
@@ -17,11 +17,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _models import randomize_bn
+from _metric_models import copy_run, save_run
 
 import interpretable as itp
-from interpretable.attribution import GradCAM, GradCAMPlusPlus, LayerCAM, ScoreCAM, XGradCAM
-from interpretable.fastcam import FastCAM
+from interpretable.attribution import (
+    CAM_METHODS,
+    DEFAULT_CAMS,
+    FastCAM,
+    GradCAM,
+    GradCAMPlusPlus,
+    LayerCAM,
+    ScoreCAM,
+    XGradCAM,
+)
 from interpretable.metrics import _results, confidence_scores, insertion_deletion, runs
 
 REPO = Path(__file__).resolve().parent.parent
@@ -35,44 +43,35 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
-def _save_run(folder: Path, seed: int = 0, name: str = "final.pt") -> Path:
-    torch.manual_seed(seed)
-    model = randomize_bn(itp.models.create("resnet18", width=0.125))
-    itp.models.save_checkpoint(folder / name, model, meta={"epoch": 3})
-    return folder
-
-
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
-    return _save_run(tmp_path_factory.mktemp("run"))
-
-
-def _copy_run(run: Path, tmp_path: Path) -> Path:
-    folder = tmp_path / "run"
-    folder.mkdir()
-    (folder / "final.pt").write_bytes((run / "final.pt").read_bytes())
-    return folder
+    return save_run(tmp_path_factory.mktemp("run"))
 
 
 # -- arguments ------------------------------------------------------------------------------
-def test_method_keys_names_and_objects(run):
-    assert runs.parse_methods(" GradCAM++ ,scorecam,gradcam++") == ["gradcam++", "scorecam"]
-    assert runs.parse_methods(["fastcam"]) == ["fastcam"]
-    with pytest.raises(ValueError, match=r"unknown method 'gradcam\+'; choose from gradcam"):
-        runs.parse_methods("gradcam,gradcam+")
-    with pytest.raises(ValueError, match="at least one"):
-        runs.parse_methods(" , ")
+def test_methods_are_built_from_the_registry(run, test_set, tmp_path):
     model, _ = itp.models.load_checkpoint(run / "final.pt")
-    built = runs.build_methods(model, list(runs.METHOD_NAMES))
-    want = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "XGrad-CAM": XGradCAM,
-            "Layer-CAM": LayerCAM, "Score-CAM": ScoreCAM, "FastCAM": FastCAM}
-    assert list(built) == list(want)
-    for name, obj in built.items():
-        assert type(obj) is want[name] and obj.model is model
-    # the same code path from the first batch on (see build_methods)
-    assert all(o.optimize is True for n, o in built.items() if n != "FastCAM")
-    assert built["FastCAM"].cam.optimize is True
-    assert runs.DEFAULT_METHODS == ("gradcam", "gradcam++", "scorecam", "fastcam")
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        built = runs._built(model, list(CAM_METHODS), stack)
+        want = {"Grad-CAM": GradCAM, "Grad-CAM++": GradCAMPlusPlus, "XGrad-CAM": XGradCAM,
+                "Layer-CAM": LayerCAM, "Score-CAM": ScoreCAM, "FastCAM": FastCAM}
+        assert list(built) == list(want)  # the display names the result files keep
+        for name, obj in built.items():
+            assert type(obj) is want[name] and obj.model is model
+        # the same code path from the first batch on (see runs._built)
+        assert all(o.optimize is True for n, o in built.items() if n != "FastCAM")
+        assert built["FastCAM"].cam.optimize is True
+    assert DEFAULT_CAMS == ("gradcam", "gradcam++", "scorecam", "fastcam")
+    kw = dict(out=tmp_path / "m.csv", progress=False, dataset=test_set)
+    with pytest.raises(ValueError, match=r"unknown method 'gradcam\+'; choose from gradcam"):
+        runs.evaluate_run(run, "gradcam,gradcam+", 2, **kw)
+    with pytest.raises(ValueError, match="unknown method 'gradient'"):  # not a CAM
+        runs.evaluate_run(run, ["gradient"], 2, **kw)
+    with pytest.raises(ValueError, match="at least one"):
+        runs.evaluate_run(run, " , ", 2, **kw)
+    assert not list(tmp_path.iterdir())
 
 
 def test_find_checkpoint(tmp_path):
@@ -87,6 +86,7 @@ def test_find_checkpoint(tmp_path):
     assert runs.find_checkpoint(tmp_path / "last.pt") == tmp_path / "last.pt"
     assert runs.default_out(tmp_path) == tmp_path / "metrics.csv.gz"
     assert runs.default_out(tmp_path / "last.pt") == tmp_path / "metrics.csv.gz"
+    assert runs.default_out(tmp_path, "authors") == tmp_path / "metrics_authors.csv.gz"
     assert runs.provenance_path(tmp_path / "m.csv.gz").name == "m.csv.gz.provenance.json"
 
 
@@ -107,7 +107,7 @@ def test_bad_arguments(run, test_set, tmp_path):
 
 # -- evaluate_run -----------------------------------------------------------------------------
 def test_rows_match_direct_calls_and_provenance(run, test_set, tmp_path):
-    folder = _copy_run(run, tmp_path)
+    folder = copy_run(run, tmp_path)
     command = ["python", "-m", "interpretable", "evaluate", str(folder), "--images", "5"]
     res = runs.evaluate_run(folder, "gradcam,fastcam", 5, seed=3, batch_size=4,
                             progress=False, command=command, device="cpu")
@@ -151,6 +151,9 @@ def test_rows_match_direct_calls_and_provenance(run, test_set, tmp_path):
     assert prov["device"] == "cpu" and prov["seconds"] > 0
     assert (prov["images"], prov["images_computed"], prov["images_resumed"]) == (5, 5, 0)
     assert (prov["seed"], prov["target"], prov["batch_size"], prov["step"]) == (3, "label", 4, 32)
+    assert (prov["conventions"], prov["substrate"], prov["blur_kernel"], prov["blur_sigma"]) \
+        == ("ours", "black", 11, 5.0)
+    assert res.checkpoint == folder / "final.pt"
     assert prov["methods"] == ["gradcam", "fastcam"]
     assert prov["method_names"] == ["Grad-CAM", "FastCAM"]
     assert datetime.strptime(prov["date_utc"], "%Y-%m-%dT%H:%M:%SZ")
@@ -164,26 +167,33 @@ def test_rows_match_direct_calls_and_provenance(run, test_set, tmp_path):
 
 
 def _failing_after(calls: int):
-    """build_methods whose FastCAM raises at its ``calls``-th call (a run killed mid-way)."""
-    real = runs.build_methods
+    """build_method whose FastCAM raises at its ``calls``-th call (a run killed mid-way)."""
+    real = runs.build_method
+    count = {"n": 0}
 
-    def build(model, methods):
-        built = real(model, methods)
-        fc = built["FastCAM"]
-        count = {"n": 0}
+    def build(key, model, **options):
+        built = real(key, model, **options)
+        if key != "fastcam":
+            return built
 
         class Dying:
             def __init__(self):
                 self.model = model
 
+            def __enter__(self):
+                built.__enter__()
+                return self
+
+            def __exit__(self, *exc):
+                return built.__exit__(*exc)
+
             def __call__(self, x, target):
                 count["n"] += 1
                 if count["n"] == calls:
                     raise KeyboardInterrupt
-                return fc(x, target)
+                return built(x, target)
 
-        built["FastCAM"] = Dying()
-        return built
+        return Dying()
 
     return build
 
@@ -197,7 +207,7 @@ def test_interrupted_run_resumes_to_the_same_rows(run, test_set, tmp_path, monke
     n_methods = len(methods.split(","))
     out = tmp_path / f"m{suffix}"
     with monkeypatch.context() as m:
-        m.setattr(runs, "build_methods", _failing_after(3))
+        m.setattr(runs, "build_method", _failing_after(3))
         with pytest.raises(KeyboardInterrupt):
             runs.evaluate_run(run, out=out, **kw)
     assert len(_results.read(out)[0]) == 2 * 2 * n_methods  # two finished batches of 2
@@ -283,100 +293,3 @@ def test_broken_gzip_file_cannot_be_resumed(run, test_set, tmp_path):
     out.write_bytes(out.read_bytes()[:-30])  # truncated
     with pytest.raises(ValueError, match="cannot resume from it"):
         runs.evaluate_run(run, **kw)
-
-
-# -- verification ----------------------------------------------------------------------------
-@pytest.fixture(scope="module")
-def evaluated(run, test_set, tmp_path_factory):
-    folder = _copy_run(run, tmp_path_factory.mktemp("verify"))
-    runs.evaluate_run(folder, "gradcam,scorecam", 6, seed=2, batch_size=4, progress=False,
-                      target="predicted")
-    return folder / "metrics.csv.gz"
-
-
-def test_verify_accepts_its_own_file(evaluated, test_set):
-    report = runs.verify_results(evaluated, n=3, seed=5)  # checkpoint from the provenance
-    assert report.ok and report.rows_checked == 6 and len(report.indices) == 3
-    images = sorted({r["index"] for r in _results.read(evaluated)[0]})
-    g = torch.Generator().manual_seed(5)
-    assert report.indices == sorted(images[i] for i in torch.randperm(6, generator=g)[:3])
-    assert report.methods == ["Grad-CAM", "Score-CAM"]
-    assert set(report.max_difference) == set(runs.TOLERANCES)
-    assert "all agree" in str(report)
-    some = runs.verify_results(evaluated, n=2, seed=5, methods="gradcam")
-    assert some.ok and some.methods == ["Grad-CAM"] and some.rows_checked == 2
-    with pytest.raises(ValueError, match=r"methods \['fastcam'\] are not in"):
-        runs.verify_results(evaluated, n=2, methods="gradcam,fastcam")
-    with pytest.raises(ValueError, match=r"n must be an int in 1\.\.6"):
-        runs.verify_results(evaluated, n=7)
-
-
-def _tampered(evaluated: Path, tmp_path: Path, changes: dict[int, dict[str, float]]) -> Path:
-    """A copy of the result file with ``{k-th image: {column: added value}}`` applied to the
-    Score-CAM rows, and a provenance that points at the original checkpoint."""
-    folder = tmp_path / "t"
-    folder.mkdir()
-    rows, meta = _results.read(evaluated)
-    images = sorted({r["index"] for r in rows})
-    for r in rows:
-        k = images.index(r["index"])
-        if r["method"] == "Score-CAM" and k in changes:
-            for column, delta in changes[k].items():
-                r[column] += delta
-    out = folder / "metrics.csv.gz"
-    _results.save(out, rows, meta)
-    _results.write_meta(out, meta)
-    prov = json.loads(runs.provenance_path(evaluated).read_text())
-    prov["checkpoint"] = str(evaluated.parent / "final.pt")
-    runs.provenance_path(out).write_text(json.dumps(prov))
-    return out
-
-
-def test_verify_catches_changed_values(evaluated, tmp_path):
-    bad = {0: {"insertion": 2.0}, 1: {"deletion": -1.5}, 2: {"Y": 1e-4}, 3: {"ad": 0.5}}
-    within = {4: {"O": 1e-7, "insertion": 0.2}, 5: {"ag": 1e-4, "deletion": -0.3}}
-    out = _tampered(evaluated, tmp_path, {**bad, **within})
-    report = runs.verify_results(out, n=6, raise_on_mismatch=False)
-    images = report.indices
-    assert not report.ok and len(report.mismatches) == len(bad)
-    for m, (k, change) in zip(report.mismatches, bad.items(), strict=True):
-        assert m["index"] == images[k] and m["method"] == "Score-CAM"
-        assert f"Score-CAM: {next(iter(change))} " in m["problem"]
-    assert "4 disagree" in str(report)
-    with pytest.raises(runs.ResultMismatch, match="4 disagree, e.g. image"):
-        runs.verify_results(out, n=6)
-
-
-def test_verify_catches_other_weights(evaluated, tmp_path):
-    other = _save_run(tmp_path, seed=7)
-    with pytest.raises(runs.ResultMismatch, match="not the checkpoint the provenance names"):
-        runs.verify_results(evaluated, other, n=1)
-    out = _tampered(evaluated, tmp_path, {})
-    runs.provenance_path(out).unlink()
-    with pytest.raises(FileNotFoundError, match="pass the checkpoint"):
-        runs.verify_results(out, n=1)
-    with pytest.raises(runs.ResultMismatch, match="weights_sha1 differs"):
-        runs.verify_results(out, other, n=1)
-    assert runs.verify_results(out, evaluated.parent, n=1).ok
-
-
-def test_compare_rows_rules():
-    base = {"index": 1, "label": 2, "predicted": 2, "target": 2, "method": "m", "Y": 0.3,
-            "O": 0.3 + 1e-6, "ad": 0.0, "ag": 1e-4, "ai": 100.0, "insertion": 50.0,
-            "deletion": 10.0}
-    flipped = {**base, "O": 0.3 - 1e-6, "ai": 0.0, "ad": 100 * 1e-6 / 0.3, "ag": 0.0}
-    assert runs.compare_rows([base], [flipped])[0] == []  # AI flip within rounding of O - Y
-    far = {**base, "O": 0.2, "ai": 0.0, "ad": 100 / 3, "ag": 0.0}
-    bad = runs.compare_rows([base], [far])[0]
-    assert len(bad) == 1 and "ai 100 != 0" in bad[0]["problem"] and "O " in bad[0]["problem"]
-    # AD where Y is tiny: a rounding-size change of O moves AD a lot, and is accepted
-    tiny = {**base, "Y": 1e-6, "O": 5e-7, "ad": 50.0, "ai": 0.0}
-    assert runs.compare_rows([tiny], [{**tiny, "O": 5e-7 + 1e-7, "ad": 40.0}])[0] == []
-    assert runs.compare_rows([base], [{**base, "ad": 0.01}])[0] != []
-    assert runs.compare_rows([base], [{**base, "predicted": 3}])[0][0]["problem"] \
-        .endswith("predicted 2 != 3")
-    missing = runs.compare_rows([], [base])[0]
-    assert "no row in the file" in missing[0]["problem"]
-    nan = {**base, "insertion": float("nan")}
-    assert runs.compare_rows([nan], [nan])[0] == []
-    assert runs.compare_rows([nan], [base])[0] != []

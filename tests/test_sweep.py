@@ -1,4 +1,4 @@
-"""The lambda* rule of the sweep (interpretable.sweep), on hand-made summaries; the replicates."""
+"""The lambda* rule of the sweep (interpretable.study.sweep) on hand-made summaries; replicates."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from interpretable import reference, sweep
+from interpretable.study import reference, sweep
 
 
 def _run(lam, acc, align=0.9, g="logit"):
@@ -71,7 +71,7 @@ def test_names_grid_and_summaries(tmp_path):
 
 
 def test_replicates_repeat_the_control_and_the_committed_lambda_star():
-    root = reference.REFERENCE_DIR
+    root = reference.find_root()
     for arch, runs in sweep.REPLICATES.items():
         assert ("logit", 0.0) in runs and all(seeds and 0 not in seeds for seeds in runs.values())
         if not any(s["lam"] == 0 for s in sweep.summaries(root, arch)):

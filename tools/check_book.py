@@ -53,10 +53,9 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 900}
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "_panels_static"}
 
-# Runs in the page once it has loaded: waits for MathJax, images and widgets (each bounded by
-# `timeout` ms), then returns [[kind, detail], ...].
-PAGE_CHECKS = r"""
-async (timeout) => {
+# The start of every in-page check (here and in tools/check_lab.py): a list of problems and
+# helpers to record one and to wait for a condition (bounded by `timeout` ms).
+JS_PRELUDE = r"""
   const problems = [];
   const add = (kind, detail) => problems.push([kind, String(detail).slice(0, 300)]);
   const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
@@ -66,6 +65,11 @@ async (timeout) => {
     return cond();
   };
   const short = (s) => s.replace(/\s+/g, " ").trim().slice(0, 120);
+"""
+
+# Runs in the page once it has loaded: waits for MathJax, images and widgets (each bounded by
+# `timeout` ms), then returns [[kind, detail], ...].
+PAGE_CHECKS = "async (timeout) => {\n" + JS_PRELUDE + r"""
 
   // MathJax 3 typesets after it has loaded; wait for it when the page loads it.
   const loadsMathJax = Array.from(document.scripts).some(
@@ -290,21 +294,31 @@ def _log_page(log, rel: str, problems: list[Problem], seconds: float, per_kind: 
             log(f"    {kind}: ... and {n - per_kind} more")
 
 
-def _check_page(context, url: str, shot: Path | None, timeout: float) -> list[Problem]:
-    problems: list[Problem] = []
-    seen: set[tuple[str, str]] = set()
+class Found:
+    """The problems of one page, each reported once. ``route`` is a Playwright route handler
+    that lets loopback requests through and blocks (and reports) every other one: the pages
+    must not need the Internet."""
 
-    def add(kind: str, detail: str) -> None:
-        if (kind, detail) not in seen:
-            seen.add((kind, detail))
-            problems.append(Problem(kind, detail))
+    def __init__(self) -> None:
+        self.problems: list[Problem] = []
+        self._seen: set[tuple[str, str]] = set()
 
-    def route(r):
+    def add(self, kind: str, detail: str) -> None:
+        if (kind, detail) not in self._seen:
+            self._seen.add((kind, detail))
+            self.problems.append(Problem(kind, detail))
+
+    def route(self, r) -> None:
         if _loopback(r.request.url):
             r.continue_()
         else:
-            add("request", f"non-loopback request blocked: {r.request.url}")
+            self.add("request", f"non-loopback request blocked: {r.request.url}")
             r.abort("blockedbyclient")
+
+
+def _check_page(context, url: str, shot: Path | None, timeout: float) -> list[Problem]:
+    found = Found()
+    problems, add, route = found.problems, found.add, found.route
 
     def on_failed(req):
         if _loopback(req.url):  # the blocked ones are reported by route()
@@ -344,6 +358,27 @@ def _check_page(context, url: str, shot: Path | None, timeout: float) -> list[Pr
     return problems
 
 
+def ready(tool: str, chromium: str, screenshots: str | None) -> bool:
+    """Whether a check can start: False (after saying why on stderr) without a browser at
+    ``chromium``; else the screenshot folder is emptied for this run."""
+    if not (shutil.which(chromium) or Path(chromium).is_file()):
+        print(f"{tool}: no browser at {chromium} (`make browser` installs Debian's chromium; "
+              "or set CHROMIUM=/path/to/chrome)", file=sys.stderr)
+        return False
+    if screenshots:
+        shutil.rmtree(screenshots, ignore_errors=True)
+    return True
+
+
+def finish(tool: str, results: dict, what: str, seconds: float, screenshots: str | None) -> int:
+    """Print the closing line of a check and return its exit status (1 on any problem)."""
+    bad = {k: v for k, v in results.items() if v}
+    print(f"{tool}: {len(results)} {what} in {seconds:.0f} s, "
+          f"{sum(len(v) for v in bad.values())} problem(s) in {len(bad)}"
+          + (f"; screenshots in {screenshots}/" if screenshots else ""))
+    return 1 if bad else 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("html", nargs="?", default="_build/html", help="the built book")
@@ -358,21 +393,13 @@ def main(argv: list[str] | None = None) -> int:
     if not (root / "index.html").is_file():
         print(f"check-book: no built book at {root} (run `make book` first)", file=sys.stderr)
         return 2
-    if not (shutil.which(args.chromium) or Path(args.chromium).is_file()):
-        print(f"check-book: no browser at {args.chromium} (`make browser` installs Debian's "
-              "chromium; or set CHROMIUM=/path/to/chrome)", file=sys.stderr)
+    if not ready("check-book", args.chromium, args.screenshots):
         return 2
-    if args.screenshots:
-        shutil.rmtree(args.screenshots, ignore_errors=True)
     start = time.perf_counter()
     results = check_site(root, args.screenshots or None, args.page, args.chromium, args.timeout,
                          log=print)
-    bad = {p: v for p, v in results.items() if v}
-    n = sum(len(v) for v in bad.values())
-    print(f"check-book: {len(results)} pages in {time.perf_counter() - start:.0f} s, "
-          f"{n} problem(s) on {len(bad)} page(s)"
-          + (f"; screenshots in {args.screenshots}/" if args.screenshots else ""))
-    return 1 if bad else 0
+    return finish("check-book", results, "pages", time.perf_counter() - start,
+                  args.screenshots)
 
 
 if __name__ == "__main__":

@@ -13,28 +13,31 @@ gradients, no ``.grad`` left anywhere, and it works when the caller is inside
 
 Faster still on CPU (``optimize``): the model is cut at the layer with ``torch.fx``; the
 part before it, which needs no gradient, runs as an inference-optimized forward (conv+BN
-folded, oneDNN packed weights and blocked layout, see :mod:`._inference`), the part after
-it on the model's own modules with autograd. The cut is checked against the model once and
-kept while the model's weights stay the same; any model it cannot handle uses the hook.
+folded, oneDNN packed weights and blocked layout, see :mod:`interpretable.inference`), the
+part after it on the model's own modules with autograd. The cut is checked against the model
+once and kept while the model's weights stay the same; any model it cannot handle uses the
+hook.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 from torch import Tensor, nn
 
-from ._common import (
+from ..checks import (
     Target,
     check_input,
     check_model,
     check_target,
     eval_mode,
-    normalize_maps,
     resolve_layer,
     resolve_target,
-    upsample,
 )
-from ._inference import BuiltForWeights, split_forward, weights_key
+from ..inference import BuiltForWeights, split_forward, weights_key
+from ..models import cam_layer
+from .maps import normalize_maps, upsample
 
 __all__ = ["BaseCAM", "GradCAM", "GradCAMPlusPlus", "XGradCAM", "LayerCAM"]
 
@@ -74,6 +77,9 @@ class BaseCAM:
             the cost of a few forward passes) when this object is called a second time with
             unchanged weights, so one-off calls never pay for it; ``True`` at the first call;
             ``False`` never.
+        taps: further modules of ``model`` whose outputs the optimized forward also returns
+            (FastCAM's SMOE layers, which forward hooks cannot see inside it); see
+            ``with_taps`` of ``__call__``.
 
     Call ``cam(x, target=None, normalize=False)`` for maps (B, H, W), non-negative, at x's
     resolution and on x's device. Used as a context manager (``with GradCAM(model) as cam:``)
@@ -87,13 +93,11 @@ class BaseCAM:
     uses_gradients: bool = True
 
     def __init__(self, model: nn.Module, layer: nn.Module | str | None = None, *,
-                 optimize: bool | str = "auto"):
+                 optimize: bool | str = "auto", taps: Sequence[nn.Module] = ()):
         check_model(model)
         if optimize not in (True, False, "auto"):
             raise ValueError(f"optimize must be True, False or 'auto', got {optimize!r}")
         if layer is None:
-            from interpretable.models import cam_layer
-
             layer = cam_layer(model)
         layer = resolve_layer(model, layer, "layer")
         self.layer_name = _module_name(model, layer)
@@ -104,11 +108,10 @@ class BaseCAM:
         self._capture: _Capture | None = None
         # the optimized (pre, post) pair for the current weights and taps
         self._split = BuiltForWeights()
-        # Modules whose outputs the optimized forward also returns (FastCAM's SMOE layers,
-        # which hooks cannot see inside it); after a call, their outputs or None if the
-        # model's own forward ran (then the caller's hooks saw them).
-        self._taps: tuple[nn.Module, ...] = ()
-        self.tap_outputs: list[Tensor] | None = None
+        self.taps = tuple(resolve_layer(model, t, f"taps[{i}]") for i, t in enumerate(taps))
+        # after a call: the taps' outputs, or None if the model's own forward ran (then the
+        # caller's forward hooks on the taps saw them)
+        self._tap_outputs: list[Tensor] | None = None
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(layer={self.layer_name!r})"
@@ -153,8 +156,14 @@ class BaseCAM:
         return leaf.clone()
 
     # -- one call ------------------------------------------------------------------------
-    def __call__(self, x: Tensor, target: Target = None, normalize: bool = False) -> Tensor:
-        """Maps (B, H, W) >= 0 for x (B, C, H, W); ``normalize=True`` scales each to [0, 1]."""
+    def __call__(self, x: Tensor, target: Target = None, normalize: bool = False,
+                 with_taps: bool = False) -> Tensor | tuple[Tensor, list[Tensor] | None]:
+        """Maps (B, H, W) >= 0 for x (B, C, H, W); ``normalize=True`` scales each to [0, 1].
+
+        ``with_taps=True`` returns ``(maps, tap outputs)``: the outputs of ``taps`` from the
+        optimized forward, or None when the model's own forward ran (forward hooks on the
+        taps then saw them).
+        """
         x = check_input(x)
         tgt = check_target(target, x.shape[0])
         attached_here = self._handle is None
@@ -171,21 +180,22 @@ class BaseCAM:
             if attached_here:
                 self.remove_hooks()
         cam = upsample(cam, tuple(x.shape[-2:]))
-        return normalize_maps(cam) if normalize else cam
+        cam = normalize_maps(cam) if normalize else cam
+        return (cam, self._tap_outputs) if with_taps else cam
 
     def _split_forward(self, x: Tensor):
         """The optimized (pre, post) pair for this model's current weights, or None."""
         if (not self.optimize or not self.uses_gradients or x.device.type != "cpu"
                 or x.dtype != torch.float32):
             return None
-        key = (weights_key(self.model), tuple(id(t) for t in self._taps))
+        key = (weights_key(self.model), tuple(id(t) for t in self.taps))
         return self._split.get(key, lambda: split_forward(self.model, self.layer, x[:1],
-                                                          self._taps),
+                                                          self.taps),
                                now=self.optimize is True)
 
     def _forward(self, x: Tensor, tgt: int | Tensor | None) -> tuple[Tensor, Tensor | None, Tensor]:
         """One forward pass (and the backward to the layer): A, G (or None), targets (B,)."""
-        self.tap_outputs = None
+        self._tap_outputs = None
         split = self._split_forward(x)
         if split is not None:
             return self._forward_split(x, tgt, *split)
@@ -216,9 +226,9 @@ class BaseCAM:
     def _forward_split(self, x: Tensor, tgt, pre, post):
         with torch.no_grad():
             outs = pre(x)
-        if self._taps:
-            n = len(outs) - len(self._taps)
-            outs, self.tap_outputs = outs[:n], list(outs[n:])
+        if self.taps:
+            n = len(outs) - len(self.taps)
+            outs, self._tap_outputs = outs[:n], list(outs[n:])
         A = outs[0]
         if not isinstance(A, Tensor) or A.dim() != 4:
             got = tuple(A.shape) if isinstance(A, Tensor) else type(A).__name__

@@ -13,7 +13,7 @@ from contextlib import nullcontext
 import torch
 from torch import Tensor, nn
 
-from ._common import Target, check_input, check_model, check_target, eval_mode, resolve_target
+from ..checks import Target, check_input, check_model, check_target, eval_mode, resolve_target
 from .relu_rules import switchable_relus
 
 __all__ = ["gradient", "guided_backprop", "smoothgrad"]

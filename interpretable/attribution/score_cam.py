@@ -17,9 +17,9 @@ How the forwards run (the cost is one forward per channel, everything else is sm
   same mask up to float rounding, since upsampling and normalization commute with
   ``a -> alpha a + beta`` (alpha > 0): they share one forward too;
 - the masked inputs go through an inference-optimized forward of the model (``optimize``,
-  see :mod:`._inference`: conv+BN folded, on CPU oneDNN's packed weights and blocked memory
-  format, elsewhere the weights in the chosen ``memory_format``), built once and kept while
-  the model's modules, parameters and buffers stay the same.
+  see :mod:`interpretable.inference`: conv+BN folded, on CPU oneDNN's packed weights and
+  blocked memory format, elsewhere the weights in the chosen ``memory_format``), built once
+  and kept while the model's modules, parameters and buffers stay the same.
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ._inference import BuiltForWeights, checked_inference_forward, weights_key
+from ..checks import Target, check_input, check_target, eval_mode
+from ..inference import BuiltForWeights, checked_inference_forward, weights_key
 from .cam import BaseCAM
 
 __all__ = ["ScoreCAM"]
@@ -76,7 +77,8 @@ class ScoreCAM(BaseCAM):
         self.memory_format = memory_format
         self._fast = BuiltForWeights()  # (optimized forward, its input format)
 
-    def _format(self, device: torch.device) -> torch.memory_format:
+    def input_format(self, device: torch.device) -> torch.memory_format:
+        """The memory format of the masked inputs on ``device`` (see ``memory_format``)."""
         if self.memory_format == "auto":
             return torch.channels_last if device.type == "cpu" else torch.contiguous_format
         return _FORMATS[self.memory_format]
@@ -85,7 +87,7 @@ class ScoreCAM(BaseCAM):
         """The forward for ``jobs`` masked inputs like ``sample`` and their memory format
         (in eval mode, no grad)."""
         device = sample.device
-        fmt = self._format(device)
+        fmt = self.input_format(device)
         if not self.optimize:
             return self.model, fmt
         key = (weights_key(self.model), device, fmt)
@@ -109,14 +111,38 @@ class ScoreCAM(BaseCAM):
         scale = torch.where(const | (span <= 0), 0, 1 / torch.where(span > 0, span, 1))
         return (up - lo[:, None, None]) * scale[:, None, None]
 
+    @staticmethod
+    def _plan(A: Tensor) -> tuple[Tensor, Tensor, tuple | None]:
+        """(constant channels (B, K) bool, distinct non-constant channels as flat b*K + k,
+        (duplicates, representatives) or None): what needs a masked forward."""
+        flat = A.flatten(2)
+        const = flat.amax(dim=2) == flat.amin(dim=2)  # (B, K)
+        pairs = (~const).flatten().nonzero()[:, 0]  # non-constant channels, flat b*K + k
+        pairs, share = _distinct_maps(flat.flatten(0, 1), pairs, A.shape[1])
+        return const, pairs, share
+
+    def masked_inputs(self, x: Tensor, target: Target = None) -> tuple[Tensor, dict[str, int]]:
+        """The masked inputs one call on ``x`` runs (N, C, H, W): one per distinct
+        non-constant channel, plus one all-zero input shared by the constant channels; and
+        ``{"channels", "constant", "duplicates"}`` counts (for cost accounting)."""
+        x = check_input(x)
+        tgt = check_target(target, x.shape[0])
+        with self, eval_mode(self.model), torch.no_grad():
+            A, _, _ = self._forward(x, tgt)
+        const, pairs, share = self._plan(A)
+        K = A.shape[1]
+        masks = self._masks(A.flatten(0, 1)[pairs], tuple(x.shape[-2:]))
+        inputs = x[torch.div(pairs, K, rounding_mode="floor")] * masks[:, None].to(x.dtype)
+        if const.any():
+            inputs = torch.cat([inputs, torch.zeros_like(x[:1])])
+        return inputs, {"channels": const.numel(), "constant": int(const.sum()),
+                        "duplicates": 0 if share is None else int(share[0].numel())}
+
     def scores(self, x: Tensor, A: Tensor, t: Tensor) -> Tensor:
         """s (B, K): target logit of each masked input x_b * M_bk, in eval mode, no grad."""
         B, K = A.shape[:2]
         size = tuple(x.shape[-2:])
-        flat = A.flatten(2)
-        const = flat.amax(dim=2) == flat.amin(dim=2)  # (B, K)
-        pairs = (~const).flatten().nonzero()[:, 0]  # non-constant channels, flat b*K + k
-        pairs, share = _distinct_maps(flat.flatten(0, 1), pairs, K)
+        const, pairs, share = self._plan(A)
         n_const = int(const.sum())
         jobs = pairs.numel() + (1 if n_const else 0)  # + the one shared all-zero input
         with torch.no_grad():

@@ -23,14 +23,22 @@ import zlib
 from pathlib import Path
 
 from .._io import atomic_open, atomic_write_text
+from ..tables import pandas_or_none
+from .definitions import COLUMNS as _COLUMNS
+from .definitions import CONVENTIONS
 
 __all__ = ["check_suffix", "kind", "save", "load", "read", "write_meta", "meta_path",
-           "complete_rows", "as_table", "rows_of", "ResultWriter"]
+           "with_conventions", "complete_rows", "as_table", "ResultWriter"]
 
-_COLUMNS = ("index", "label", "predicted", "target", "method", "Y", "O",
-            "ad", "ag", "ai", "insertion", "deletion")
 _INTS = ("index", "label", "predicted", "target")
 SUFFIXES = (".csv", ".csv.gz", ".json")
+#: Settings that result files hold since the insertion/deletion conventions became options;
+#: files written before hold none of them and were computed with ours (and their ``step``).
+#: The name (``"conventions"``) follows from these and the step, so resume does not compare it.
+_OURS = CONVENTIONS["ours"]
+_CONVENTION_KEYS = {"substrate": _OURS.substrate, "blur_kernel": _OURS.blur_kernel,
+                    "blur_sigma": _OURS.blur_sigma}
+_DERIVED = ("conventions",)
 
 
 def kind(path: Path) -> str:
@@ -49,9 +57,6 @@ def check_suffix(path: Path) -> None:
 def meta_path(path: Path) -> Path:
     """Where a CSV result file keeps the run's settings: ``<file>.meta.json``."""
     return path.with_name(path.name + ".meta.json")
-
-
-_meta_path = meta_path
 
 
 def write_meta(path: Path, meta: dict) -> None:
@@ -185,6 +190,14 @@ def read(path: Path) -> tuple[list[dict], dict]:
     return [_typed(r) for r in raw], meta
 
 
+def with_conventions(meta: dict) -> dict:
+    """``meta`` of a result file with the conventions of a file written before they were
+    recorded filled in: ours (none without curves)."""
+    curves = meta.get("curves", True)
+    missing = {k: (v if curves else None) for k, v in _CONVENTION_KEYS.items() if k not in meta}
+    return {**meta, **missing}
+
+
 def load(path: Path, expected_meta: dict) -> list[dict]:
     """Rows of an earlier run of the same settings (for resume); ValueError otherwise."""
     hint = "delete the file or pass resume=False to start over"
@@ -192,7 +205,9 @@ def load(path: Path, expected_meta: dict) -> list[dict]:
         rows, meta = read(path)
     except (OSError, EOFError, KeyError, TypeError, ValueError, zlib.error) as exc:
         raise ValueError(f"out={str(path)!r}: cannot resume from it ({exc}); {hint}") from exc
-    diff = sorted(k for k in expected_meta if meta.get(k) != expected_meta[k])
+    meta = with_conventions(meta)
+    diff = sorted(k for k in expected_meta
+                  if k not in _DERIVED and meta.get(k) != expected_meta[k])
     if diff:
         got = {k: meta.get(k) for k in diff}
         want = {k: expected_meta[k] for k in diff}
@@ -212,28 +227,11 @@ def complete_rows(rows: list[dict], methods: list[str]) -> list[dict]:
     return [r for r in rows if r["index"] in full and r["method"] in methods]
 
 
-def _pandas():
-    try:
-        import pandas
-    except ImportError:  # pandas is optional (the `book` extra)
-        return None
-    return pandas
-
-
 def as_table(rows: list[dict], as_frame: bool | None):
     """A pandas DataFrame (if wanted and installed) or the list of row dicts."""
-    pd = _pandas()
+    pd = pandas_or_none()
     if as_frame and pd is None:
         raise ImportError("as_frame=True needs pandas: pip install pandas (or the book extra)")
     if (as_frame is None and pd is not None) or as_frame:
         return pd.DataFrame(rows, columns=list(_COLUMNS))
     return rows
-
-
-def rows_of(table) -> list[dict]:
-    """Row dicts of a DataFrame or of a list of dicts."""
-    if hasattr(table, "to_dict") and hasattr(table, "columns"):
-        return table.to_dict("records")
-    if isinstance(table, list):
-        return table
-    raise TypeError(f"table must be a DataFrame or a list of row dicts, got {type(table).__name__}")

@@ -1,10 +1,10 @@
 """Run explanation methods over a dataset and score them: one tidy row per image x method.
 
-The metrics are those of METHODS.md section 5 (see :mod:`interpretable.metrics.core`).
-Per batch, the map-independent forward passes (x, its blur, the black image) are shared by all
-methods; each method then costs its own explanation plus one masked forward and the
-insertion/deletion points. Results can be written (atomically, after every batch) to a CSV,
-gzipped CSV or JSON file, and an interrupted run resumes from it.
+The metrics are those of METHODS.md section 5 (:mod:`.confidence`, :mod:`.curves`). Per
+batch, the map-independent forward passes (x, its blur, a constant deletion substrate) are
+shared by all methods; each method then costs its own explanation plus one masked forward and
+the insertion/deletion points. Results can be written (atomically, after every batch) to a
+CSV, gzipped CSV or JSON file, and an interrupted run resumes from it.
 """
 
 from __future__ import annotations
@@ -13,39 +13,47 @@ import contextlib
 import hashlib
 import inspect
 import math
+import weakref
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from ..attribution._common import check_model, eval_mode
+from ..checks import check_model, eval_mode
+from ..inference import weights_key
 from . import _results
 from ._loading import dataset_length, index_batches, model_device
-from .core import (
+from .confidence import confidence_terms
+from .curves import _curves, _end_points, curve_settings
+from .definitions import COLUMNS, Conventions, conventions_name
+from .scoring import (
     DEFAULT_BATCH_SIZE,
-    _curves,
-    _end_points,
     _pick,
     _Scorer,
     auc,
-    check_blur_size,
-    check_step,
-    confidence_terms,
+    check_batch_size,
     mask_input,
     prepare_maps,
 )
 
-__all__ = ["evaluate", "COLUMNS", "METRICS"]
-
-#: Columns of the tidy table, in order. ``Y`` = p_c(x), ``O`` = p_c(x masked by the map).
-COLUMNS = ("index", "label", "predicted", "target", "method", "Y", "O",
-           "ad", "ag", "ai", "insertion", "deletion")
-#: The per-image metric columns (percent; see :func:`confidence_scores`).
-METRICS = ("ad", "ag", "ai", "insertion", "deletion")
+__all__ = ["evaluate", "Evaluation"]
 
 Method = Callable[..., Tensor]
+
+
+@dataclass
+class Evaluation:
+    """What :func:`evaluate` did (``return_meta=True``): ``table`` (what it returns by
+    default), ``meta`` (the settings the result file holds and a resume must match: methods,
+    target, step and conventions, images, weights fingerprint, ...) and ``images_computed``
+    (images scored by this call; the others came from the file)."""
+
+    table: Any
+    meta: dict[str, Any]
+    images_computed: int
 
 
 def _bind(name: str, method: Any, model: nn.Module, stack: contextlib.ExitStack):
@@ -62,18 +70,30 @@ def _bind(name: str, method: Any, model: nn.Module, stack: contextlib.ExitStack)
             f"methods[{name!r}] must be a callable fn(model, x, target) -> maps, a CAM instance "
             f"cam(x, target) -> maps or a CAM class, got {type(method).__name__}"
         )
-    if isinstance(getattr(method, "model", None), nn.Module):  # a CAM instance bound to a model
+    if isinstance(getattr(method, "model", None), nn.Module):  # a method bound to a model
         return lambda x, t: method(x, t)
     return lambda x, t: method(model, x, t)
 
 
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
 def _fingerprint(model: nn.Module) -> str:
-    """SHA-1 of the model's parameters and buffers, so a resume cannot mix two models."""
+    """SHA-1 of the model's parameters and buffers, so a resume cannot mix two models.
+
+    Computed once per state of the weights (kept while :func:`interpretable.inference.
+    weights_key` stays the same), so checking a model and then evaluating it hashes once.
+    """
+    key = weights_key(model)
+    cached = _FINGERPRINTS.get(model)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     h = hashlib.sha1()
     for name, t in list(model.named_parameters()) + list(model.named_buffers()):
         h.update(name.encode())
         h.update(t.detach().to("cpu", copy=True).contiguous().view(-1).view(torch.uint8)
                  .numpy().tobytes())
+    _FINGERPRINTS[model] = (key, h.hexdigest())
     return h.hexdigest()
 
 
@@ -113,6 +133,7 @@ def evaluate(
     *,
     target: str = "label",
     step: int | None = None,
+    conventions: str | Conventions = "ours",
     curves: bool = True,
     curve_batch_size: int = DEFAULT_BATCH_SIZE,
     channels_last: bool = False,
@@ -125,6 +146,7 @@ def evaluate(
     indices: Sequence[int] | None = None,
     device: torch.device | str | None = None,
     as_frame: bool | None = None,
+    return_meta: bool = False,
 ):
     """Score explanation ``methods`` on ``n_images`` images of ``dataset`` (METHODS.md sec. 5).
 
@@ -133,7 +155,8 @@ def evaluate(
         dataset: map-style dataset of (x (3, H, W) normalized, label); CIFAR-100 and Subsets
             of it load in fast uint8 batches.
         methods: ``{name: method}``, each method one of: a function ``fn(model, x, target)``;
-            a CAM instance bound to ``model`` (has a ``.model`` module), called ``cam(x,
+            an object bound to ``model`` (has a ``.model`` module, e.g. a CAM instance or
+            :func:`interpretable.attribution.build_method`'s result), called ``m(x,
             target)``; or a CAM class, built once as ``cls(model)`` and used as a context
             manager if it is one. Each returns maps (B, h, w) or (B, 1, h, w) at any size.
             The methods run with gradients enabled, even if the caller is in ``no_grad``.
@@ -142,7 +165,11 @@ def evaluate(
         batch_size: images per batch (explanations are computed per batch).
         target: ``"label"`` (default; METHODS.md) explains and scores each image's
             ground-truth class, ``"predicted"`` the model's predicted class.
-        step: insertion/deletion pixels per step (default W).
+        step, conventions: how the insertion/deletion curves are built: a name of
+            :data:`~interpretable.metrics.CONVENTIONS` (default ``"ours"``: black deletion,
+            blur 11 / sigma 5, step W; ``"authors"``: mean-colour deletion, blur 5 / sigma 5,
+            step 8 W) or a :class:`~interpretable.metrics.Conventions`
+            (:func:`~interpretable.metrics.resolve_conventions` builds one with overrides).
         curves: compute insertion/deletion (the costly part); if False those columns are NaN.
         curve_batch_size: images per forward call of the metrics (the memory knob).
         channels_last: feed the metric forwards in channels-last memory format (about 20%
@@ -153,12 +180,13 @@ def evaluate(
             explain ``model``). Put in eval mode for the run like ``model``.
         out: optional ``.csv``, ``.csv.gz`` or ``.json`` path; rewritten atomically after
             every batch (cheaply: rows already written are kept encoded, see
-            ``_results.ResultWriter``). For CSV the run's settings are kept beside it in
-            ``<out>.meta.json``. The rows in the file are in the order returned.
+            ``_results.ResultWriter``). The run's settings (:attr:`Evaluation.meta`) are the
+            file's header: inside a JSON file, ``<out>.meta.json`` beside a CSV one. The rows
+            in the file are in the order returned.
         resume: if ``out`` exists, keep its finished images (those with a row for every
             method) and compute only the rest; the file must come from the same settings
-            (methods, target, step, selected images, model weights), else ValueError.
-            ``False`` overwrites.
+            (methods, target, step and conventions, selected images, model weights), else
+            ValueError. ``False`` overwrites.
         progress: show a tqdm progress bar over images.
         seed: picks a random subset of ``n_images`` images (see above).
         indices: explicit dataset indices instead of ``n_images``/``seed`` (rows come in
@@ -166,6 +194,8 @@ def evaluate(
         device: where to compute; default the model's device.
         as_frame: return a pandas DataFrame (default when pandas is installed, it comes with
             the ``book`` extra) or, if False, a list of row dicts.
+        return_meta: return an :class:`Evaluation` (table, settings, images computed by this
+            call) instead of the table alone.
 
     Returns:
         One row per (image, method), ordered by image then method, with columns
@@ -173,20 +203,17 @@ def evaluate(
         explained and scored), ``method``, ``Y`` and ``O`` (probabilities), and the per-image
         metric terms in percent ``ad``, ``ag``, ``ai`` (0 or 100), ``insertion``, ``deletion``
         (AUC x100). Means over rows of one method are the reported AD, AG, AI, Ins, Del; see
-        :func:`summarize` and :func:`paper_table`.
+        :func:`interpretable.tables.summarize` and :func:`interpretable.tables.paper_table`.
     """
     check_model(model)
+    score_model = model if score_model is None else check_model(score_model)
     if not isinstance(methods, Mapping) or not methods:
         raise ValueError("methods must be a non-empty dict {name: method}")
     if target not in ("label", "predicted"):
         raise ValueError(f"target must be 'label' or 'predicted', got {target!r}")
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-        raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
-    score_model = model if score_model is None else score_model
-    try:
-        scorer = _Scorer(score_model, curve_batch_size, channels_last, optimize)
-    except ValueError as exc:
-        raise ValueError(f"curve_{exc}") from None
+    check_batch_size(batch_size)
+    scorer = _Scorer(score_model, check_batch_size(curve_batch_size, "curve_batch_size"),
+                     channels_last, optimize)
     n_total = dataset_length(dataset)
     indices = _select(n_total, n_images, seed, indices)
     device = torch.device(device) if device is not None else model_device(model)
@@ -195,15 +222,19 @@ def evaluate(
     # The image size fixes the default step; read it from the first item.
     first = dataset[indices[0]][0]
     height, width = int(first.shape[-2]), int(first.shape[-1])
+    conv = None
     if curves:
-        step = check_step(step, height, width)
-        check_blur_size(height, width)
+        conv, step = curve_settings(conventions, step, height, width)
     meta = {
         "format": 1,
         "methods": names,
         "target": target,
         "step": step if curves else None,
         "curves": bool(curves),
+        "conventions": conventions_name(conv, step, width) if curves else None,
+        "substrate": conv.substrate if curves else None,
+        "blur_kernel": conv.blur_kernel if curves else None,
+        "blur_sigma": conv.blur_sigma if curves else None,
         "n_images": len(indices),
         "seed": seed,
         "indices_sha1": hashlib.sha1(",".join(map(str, indices)).encode()).hexdigest(),
@@ -240,7 +271,7 @@ def evaluate(
         with contextlib.ExitStack() as stack, eval_mode(model), eval_mode(score_model):
             bound = {name: _bind(name, m, model, stack) for name, m in methods.items()}
             for chunk, x, y in index_batches(dataset, pending, batch_size, device):
-                new = sorted(_score_batch(scorer, bound, chunk, x, y, target, step, curves),
+                new = sorted(_score_batch(scorer, bound, chunk, x, y, target, step, conv),
                              key=sort_key)
                 rows.extend(new)
                 if writer is not None:
@@ -255,17 +286,19 @@ def evaluate(
         rows.sort(key=sort_key)
         if out is not None:
             _results.save(out, rows, meta)
-    return _results.as_table(rows, as_frame)
+    table = _results.as_table(rows, as_frame)
+    return Evaluation(table, meta, len(pending)) if return_meta else table
 
 
-def _score_batch(scorer, bound, chunk, x, y, target, step, curves):
-    """All rows of one batch: shared forwards first, then each method's map and metrics."""
+def _score_batch(scorer, bound, chunk, x, y, target, step, conv):
+    """All rows of one batch: shared forwards first, then each method's map and metrics
+    (``conv`` None: no insertion/deletion)."""
     with torch.no_grad():
         logits = scorer.logits(x)
         predicted = logits.argmax(dim=1)
         classes = y if target == "label" else predicted
         y_prob = _pick(logits, classes)
-        ends = _end_points(scorer, x, classes) if curves else None
+        ends = _end_points(scorer, x, classes, conv) if conv is not None else None
     columns: dict[str, list] = {
         "index": list(chunk), "label": y.tolist(), "predicted": predicted.tolist(),
         "target": classes.tolist(),
@@ -282,7 +315,7 @@ def _score_batch(scorer, bound, chunk, x, y, target, step, curves):
             o = scorer.probs(mask_input(x, s), classes)
             ad, ag, ai = confidence_terms(y_prob, o)
             values = {"Y": y_prob, "O": o, "ad": ad, "ag": ag, "ai": ai}
-            if curves:
+            if ends is not None:
                 c = _curves(scorer, x, s, classes, step, y_prob, ends)
                 values["insertion"] = 100 * auc(c.insertion)
                 values["deletion"] = 100 * auc(c.deletion)

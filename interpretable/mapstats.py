@@ -1,15 +1,13 @@
-"""Per-image statistics of attribution maps, as the book's chapters measure them.
+"""Per-image statistics of attribution maps, as the book's chapters measure them: edges of
+the image, agreement of two maps (Pearson, Spearman, SSIM, cosine), the alignment of gradient
+and guided gradient, roughness, lattice concentration, negative share, empty maps.
 
-Every map function takes batches and returns one value per image, shape (B,), on the input's
+Every function takes batches and returns one value per image, shape (B,), on the input's
 device. Maps are (B, H, W) or (B, C, H, W); "per image" means over all remaining axes.
-:func:`paired_comparison` compares two tidy tables of :func:`interpretable.metrics.evaluate`
-image by image (METHODS.md section 5).
+(Statistics of result tables: :mod:`interpretable.tables`.)
 """
 
 from __future__ import annotations
-
-import math
-from collections.abc import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -27,8 +25,6 @@ __all__ = [
     "lattice_concentration",
     "negative_share",
     "is_empty",
-    "BETTER",
-    "paired_comparison",
 ]
 
 SOBEL = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
@@ -207,127 +203,3 @@ def negative_share(g: Tensor) -> Tensor:
 def is_empty(maps: Tensor) -> Tensor:
     """Whether a map has no positive value (no location with evidence): (B, ...) -> (B,) bool."""
     return _batch(maps, "maps").flatten(1).amax(1) <= 0
-
-
-# --------------------------------------------------------------------------------------------
-# Paired comparison of two evaluate tables
-# --------------------------------------------------------------------------------------------
-
-#: Sign of "better" per metric column of :func:`interpretable.metrics.evaluate`'s table
-#: (METHODS.md section 5): lower AD and deletion, higher AG, AI and insertion.
-BETTER = {"ad": -1, "ag": 1, "ai": 1, "insertion": 1, "deletion": -1}
-
-
-def _keyed(table, keys: tuple[str, ...], name: str) -> dict[tuple, dict]:
-    from .metrics._results import rows_of
-
-    try:
-        rows = rows_of(table)
-    except TypeError:
-        raise TypeError(f"{name} must be a DataFrame or a list of row dicts (evaluate's table), "
-                        f"got {type(table).__name__}") from None
-    out: dict[tuple, dict] = {}
-    for r in rows:
-        try:
-            key = tuple(r[k] for k in keys)
-        except KeyError as exc:
-            raise ValueError(f"{name} has no column {exc.args[0]!r}") from None
-        if key in out:
-            raise ValueError(f"{name} has more than one row for {dict(zip(keys, key, strict=True))}"
-                             " (one table per model: filter concatenated tables first)")
-        out[key] = r
-    return out
-
-
-def paired_comparison(
-    base,
-    other,
-    better: Mapping[str, int] | None = None,
-    confidence: float = 0.95,
-    keys: Sequence[str] = ("index", "method"),
-):
-    """Per method and metric: the mean of ``other - base`` over the images both tables share.
-
-    Image by image (paired), so the spread between images cancels: for each method and each
-    metric of ``better``, d_i = other_i - base_i over the shared (``index``, ``method``) rows
-    (NaN pairs skipped), its mean, and the Student-t interval mean +- t_{n-1, (1+c)/2} s/sqrt(n)
-    (:func:`interpretable.stats.mean_interval`; the interval of ``scipy.stats.ttest_rel``).
-
-    Args:
-        base, other: tables of :func:`interpretable.metrics.evaluate` (DataFrames or lists of
-            row dicts), e.g. a baseline model and a regularized one on the same images.
-        better: ``{metric column: +1 or -1}``, the sign of an improvement and which metrics to
-            compare; default :data:`BETTER` (all five).
-        confidence: two-sided level of the interval.
-        keys: the columns that pair rows.
-
-    Returns:
-        One row per (method, metric), methods in ``base``'s order: ``method``, ``metric``
-        (``AD``, ``AG``, ``AI``, ``Ins``, ``Del``, or the column name for other metrics),
-        ``difference`` (mean of other - base, in the metric's units: percentage points),
-        ``ci half-width``, ``ci low``, ``ci high``, ``images`` (pairs used), ``verdict``:
-        ``"better"`` / ``"worse"`` (``other`` against ``base``) when the interval excludes 0,
-        else ``"no clear difference"`` (also with fewer than two pairs), and ``bonferroni
-        verdict``: the same rule with the interval at level 1 - (1 - ``confidence``) / m, m the
-        number of rows returned (method x metric cells), so that when no cell differs the
-        chance of any "better" or "worse" among the m is at most 1 - ``confidence``
-        (Bonferroni). A DataFrame when either input is one and pandas is installed, else a
-        list of dicts.
-
-    Raises:
-        ValueError: the tables share no rows, a table has two rows for one key, a metric is
-        missing, or ``better`` holds a sign other than +1 / -1.
-    """
-    from .metrics.summary import PAPER_COLUMNS
-    from .stats import mean_interval
-
-    better = dict(BETTER if better is None else better)
-    if not better:
-        raise ValueError("better must name at least one metric")
-    for metric, sign in better.items():
-        if sign not in (1, -1) or isinstance(sign, bool):
-            raise ValueError(f"better[{metric!r}] must be +1 (higher is better) or -1, got "
-                             f"{sign!r}")
-    keys = tuple(keys)
-    if "method" not in keys:
-        raise ValueError(f"keys must contain 'method', got {keys}")
-    b, o = _keyed(base, keys, "base"), _keyed(other, keys, "other")
-    shared = [k for k in b if k in o]
-    if not shared:
-        raise ValueError("base and other share no (index, method) rows: compare tables of the "
-                         "same images and methods")
-    for metric in better:
-        for name, rows in (("base", b), ("other", o)):
-            if metric not in rows[shared[0]]:
-                raise ValueError(f"{name} has no column {metric!r}")
-    at = keys.index("method")
-    with_pairs = {k[at] for k in shared}
-    methods = [m for m in dict.fromkeys(k[at] for k in b) if m in with_pairs]
-    names = {v: k for k, v in PAPER_COLUMNS.items()}
-    if not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
-    family = 1 - (1 - confidence) / (len(methods) * len(better))  # Bonferroni
-
-    def verdict(ci: dict[str, float], sign: int) -> str:
-        if ci["low"] > 0 or ci["high"] < 0:  # False for NaN bounds (fewer than two pairs)
-            return "better" if sign * ci["mean"] > 0 else "worse"
-        return "no clear difference"
-
-    out = []
-    for method in methods:
-        pairs = [(b[k], o[k]) for k in shared if k[at] == method]
-        for metric, sign in better.items():
-            d = [float(y[metric]) - float(x[metric]) for x, y in pairs]
-            d = [v for v in d if not math.isnan(v)]
-            ci = mean_interval(d, confidence)
-            out.append({"method": method, "metric": names.get(metric, metric),
-                        "difference": ci["mean"], "ci half-width": (ci["high"] - ci["low"]) / 2,
-                        "ci low": ci["low"], "ci high": ci["high"], "images": ci["n"],
-                        "verdict": verdict(ci, sign),
-                        "bonferroni verdict": verdict(mean_interval(d, family), sign)})
-    from .metrics._results import _pandas
-
-    pd = _pandas()
-    if pd is not None and (hasattr(base, "columns") or hasattr(other, "columns")):
-        return pd.DataFrame(out)
-    return out

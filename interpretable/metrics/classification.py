@@ -1,4 +1,5 @@
-"""Top-k accuracy over a dataset or loader, batched (METHODS.md section 5, "Accuracy")."""
+"""Top-k classification accuracy over a dataset or loader, batched (METHODS.md section 5,
+"Accuracy")."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from ..attribution._common import check_model, eval_mode
+from ..checks import check_model, eval_mode
 from ._loading import iter_batches, model_device
 
 __all__ = ["accuracy"]

@@ -24,6 +24,9 @@ import json
 from pathlib import Path
 from typing import Any
 
+from .. import data, models
+from ..training import GRADIENT_OF, accuracy_and_alignment
+
 __all__ = ["GRID", "TOLERANCE", "BASELINES", "REPLICATES", "run_name", "run_dir", "planned",
            "summaries", "table", "choose_lambda", "verify_run", "replicate_dir"]
 
@@ -152,9 +155,6 @@ def verify_run(folder: str | Path, device=None, align_images: int | None = None,
     as many as the summary used) within ``atol_align`` (float rounding of a different batch
     split or thread count). Returns ``{"ok", "measured", "committed", "differences"}``.
     """
-    from . import data, models
-    from .training import GRADIENT_OF, accuracy_and_alignment
-
     folder = Path(folder)
     committed = json.loads((folder / "summary.json").read_text())
     n = committed["align_images"] if align_images is None else align_images
@@ -194,10 +194,11 @@ def markdown(root: str | Path, arch: str) -> str:
     return "\n".join(lines)
 
 
-if __name__ == "__main__":  # python -m interpretable.sweep [ROOT]: the tables and lambda*
+if __name__ == "__main__":  # python -m interpretable.study.sweep [ROOT]: tables and lambda*
     import sys
 
-    here = Path(sys.argv[1]) if len(sys.argv) > 1 else Path(__file__).resolve().parent.parent \
-        / "reference"
+    from .reference import find_root
+
+    here = find_root(sys.argv[1] if len(sys.argv) > 1 else None)
     for name in GRID:
         print(f"## {name}\n\n{markdown(here, name)}\n")

@@ -1,4 +1,5 @@
-"""What every attribution method shares: input and target checks, eval mode, map finishing.
+"""Input checks shared by the attribution methods and the metrics: model, input batch,
+target, layer; and eval mode for the duration of a call.
 
 Target semantics (API.md): ``None`` = the predicted class, an ``int`` = the same class for the
 whole batch, or a LongTensor (B,) of per-sample classes. Checks happen in two steps: the type
@@ -13,7 +14,6 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 __all__ = [
@@ -24,8 +24,8 @@ __all__ = [
     "resolve_layer",
     "resolve_target",
     "eval_mode",
-    "normalize_maps",
-    "upsample",
+    "parse_device",
+    "one_line",
 ]
 
 Target = int | Tensor | Sequence[int] | None
@@ -160,25 +160,21 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = flag
 
 
-def upsample(maps: Tensor, size: tuple[int, int], align_corners: bool = False) -> Tensor:
-    """Bilinear resize of (B, h, w) or (B, K, h, w) maps to ``size`` (METHODS.md section 3)."""
-    if tuple(maps.shape[-2:]) == tuple(size):
-        return maps
-    squeeze = maps.dim() == 3
-    out = F.interpolate(maps[:, None] if squeeze else maps, size=tuple(size), mode="bilinear",
-                        align_corners=align_corners)
-    return out[:, 0] if squeeze else out
+def parse_device(text: str | None) -> torch.device | None:
+    """A device from a command-line string (``cpu``, ``cuda``, ``cuda:1``, ``mps``); None for
+    ``auto`` or None (the caller's default). ValueError naming ``device`` otherwise, or when
+    CUDA is asked for and not available."""
+    if text is None or text.lower() == "auto":
+        return None
+    try:
+        device = torch.device(text)
+    except (RuntimeError, ValueError):
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {text!r}") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device={text!r}: CUDA is not available here")
+    return device
 
 
-def normalize_maps(maps: Tensor) -> Tensor:
-    """Per-image min-max scaling to [0, 1] of maps (B, H, W) or (B, K, H, W) (last two dims).
-
-    A constant map becomes all zeros (never NaN). Returns a new tensor.
-    """
-    if not isinstance(maps, Tensor) or maps.dim() < 2:
-        raise ValueError("maps must be a tensor of shape (..., H, W)")
-    flat = maps.flatten(-2)
-    lo = flat.amin(dim=-1, keepdim=True)
-    span = flat.amax(dim=-1, keepdim=True) - lo
-    out = torch.where(span > 0, (flat - lo) / torch.where(span > 0, span, 1), 0)
-    return out.reshape(maps.shape)
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (for command-line errors without a traceback)."""
+    return " ".join(str(exc).split())

@@ -3,9 +3,10 @@
 Models trained with the ``cpu`` preset on the full CIFAR-100 training set (see
 ``reference/README.md`` for the exact commands): ResNet-18 and MobileNet-V2, each with
 lambda = 0 (baseline), with the paper's lambda (regularized) and with the lambda* the sweep
-picked (aligned, with a lambda warm-up; ``interpretable.sweep``). A run that has not finished
-yet is read from its last completed epoch, and ``meta["epoch"]`` says which. The sweep runs
-themselves live in ``reference/sweep/`` (:mod:`interpretable.sweep`).
+picked (aligned, with a lambda warm-up; :mod:`.sweep`). A run that has not finished yet is
+read from its last completed epoch, and ``meta["epoch"]`` says which. The sweep runs
+themselves live in ``reference/sweep/`` (:mod:`interpretable.study.sweep`). Every function
+takes ``root=``, the folder of the runs (default :func:`find_root`).
 """
 
 from __future__ import annotations
@@ -17,28 +18,51 @@ from typing import Any
 
 from torch import nn
 
-from .models import load_checkpoint, read_checkpoint
+from ..models import load_checkpoint, read_checkpoint
 
-__all__ = ["REFERENCE_DIR", "RUNS", "run_dir", "available", "load", "log", "meta", "describe",
-           "describe_line"]
+__all__ = ["RUNS", "CHECKOUT", "find_root", "run_dir", "available", "load", "log", "meta",
+           "describe", "describe_line"]
 
-REFERENCE_DIR = Path(
-    os.environ.get("INTERPRETABLE_REFERENCE", Path(__file__).resolve().parent.parent / "reference")
-)
 RUNS = ("resnet18_baseline", "resnet18_regularized", "mobilenet_v2_baseline",
         "mobilenet_v2_regularized", "resnet18_aligned", "mobilenet_v2_aligned")
 _FILES = ("final.pt", "last.pt")
+#: The ``reference/`` folder of the repository this package was installed from (editable).
+CHECKOUT = Path(__file__).resolve().parents[2] / "reference"
 
 
-def run_dir(name: str) -> Path:
-    """The folder of reference run ``name`` (one of :data:`RUNS`)."""
+def find_root(root: str | os.PathLike | None = None) -> Path:
+    """The folder holding the reference runs: ``root`` if given, else
+    ``$INTERPRETABLE_REFERENCE``, else ``reference/`` of the repository checkout this package
+    runs from. FileNotFoundError saying where it looked and what to do otherwise (an
+    installed wheel carries no runs)."""
+    tried = []
+    env = os.environ.get("INTERPRETABLE_REFERENCE")
+    for label, candidate in (("root=", root), ("$INTERPRETABLE_REFERENCE", env),
+                             ("the repository checkout", CHECKOUT)):
+        if candidate is None or str(candidate) == "":
+            continue
+        path = Path(candidate).expanduser()
+        if path.is_dir():
+            return path
+        tried.append(f"{label} {path}")
+        if label == "root=":  # an explicit folder that is not there is an error by itself
+            break
+    raise FileNotFoundError(
+        f"no reference runs: looked at {'; '.join(tried) or 'nothing'}. The runs are committed "
+        "in the repository's reference/ folder, not in the installed package: clone the "
+        "repository and `pip install -e .` there, or set INTERPRETABLE_REFERENCE to a copy of "
+        "reference/, or pass root= (train a run with the commands in reference/README.md)")
+
+
+def run_dir(name: str, root: str | os.PathLike | None = None) -> Path:
+    """The folder of reference run ``name`` (one of :data:`RUNS`) below :func:`find_root`."""
     if name not in RUNS:
         raise ValueError(f"name must be one of {RUNS}, got {name!r}")
-    return REFERENCE_DIR / name
+    return find_root(root) / name
 
 
-def _checkpoint(name: str) -> Path:
-    folder = run_dir(name)
+def _checkpoint(name: str, root=None) -> Path:
+    folder = run_dir(name, root)
     for f in _FILES:
         if (folder / f).is_file():
             return folder / f
@@ -48,24 +72,25 @@ def _checkpoint(name: str) -> Path:
     )
 
 
-def available() -> list[str]:
+def available(root: str | os.PathLike | None = None) -> list[str]:
     """The reference runs that have a checkpoint."""
-    return [n for n in RUNS if any((run_dir(n) / f).is_file() for f in _FILES)]
+    return [n for n in RUNS if any((run_dir(n, root) / f).is_file() for f in _FILES)]
 
 
-def load(name: str, device=None) -> tuple[nn.Module, dict[str, Any]]:
+def load(name: str, device=None, root: str | os.PathLike | None = None
+         ) -> tuple[nn.Module, dict[str, Any]]:
     """Load reference run ``name`` in eval mode on ``device`` (default CPU): ``(model, meta)``."""
-    return load_checkpoint(_checkpoint(name), map_location=device or "cpu")
+    return load_checkpoint(_checkpoint(name, root), map_location=device or "cpu")
 
 
-def meta(name: str) -> dict[str, Any]:
+def meta(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """The checkpoint metadata of run ``name`` (arch, width, settings, accuracy, epoch)."""
-    return read_checkpoint(_checkpoint(name))["meta"]
+    return read_checkpoint(_checkpoint(name, root))["meta"]
 
 
-def log(name: str) -> list[dict[str, Any]]:
+def log(name: str, root: str | os.PathLike | None = None) -> list[dict[str, Any]]:
     """The per-epoch training log of run ``name`` (one dict per completed epoch)."""
-    path = run_dir(name) / "log.jsonl"
+    path = run_dir(name, root) / "log.jsonl"
     if not path.is_file():
         raise FileNotFoundError(f"reference run {name!r} has no log at {path}")
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
@@ -76,7 +101,7 @@ def _read_config(folder: Path) -> dict[str, Any]:
     return json.loads(path.read_text()) if path.is_file() else {}
 
 
-def describe(name: str) -> dict[str, Any]:
+def describe(name: str, root: str | os.PathLike | None = None) -> dict[str, Any]:
     """What reference run ``name`` is and how far it got, without loading its weights.
 
     Reads ``config.json`` (the planned settings) and ``log.jsonl`` (one record per completed
@@ -88,11 +113,11 @@ def describe(name: str) -> dict[str, Any]:
     ``note`` and ``text``, a one-line summary (also :func:`describe_line`).
     Raises FileNotFoundError if the run has no checkpoint.
     """
-    ckpt = _checkpoint(name)  # validates the name; a run without weights is not described
+    ckpt = _checkpoint(name, root)  # validates the name; a run without weights is not described
     folder = ckpt.parent
     finished = ckpt.name == "final.pt"
     config = _read_config(folder)
-    history = log(name) if (folder / "log.jsonl").is_file() else []
+    history = log(name, root) if (folder / "log.jsonl").is_file() else []
     meta_: dict[str, Any] = {}
     if finished or not config or not history:
         state = read_checkpoint(ckpt)
@@ -138,6 +163,6 @@ def _line(i: dict[str, Any]) -> str:
     return text + (f"  [{i['note']}]" if i["note"] else "")
 
 
-def describe_line(name: str) -> str:
+def describe_line(name: str, root: str | os.PathLike | None = None) -> str:
     """One line about run ``name``: architecture, lambda, epochs done/planned, state, accuracy."""
-    return describe(name)["text"]
+    return describe(name, root)["text"]
