@@ -6,7 +6,6 @@ Playwright for Python (the `test` extra); skipped with the reason when either is
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import shutil
@@ -23,10 +22,9 @@ if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
                 allow_module_level=True)
 pytest.importorskip("playwright.sync_api", reason="playwright is not installed (test extra)")
 
-_spec = importlib.util.spec_from_file_location("check_book", ROOT / "tools" / "check_book.py")
-check_book = importlib.util.module_from_spec(_spec)
-sys.modules["check_book"] = check_book
-_spec.loader.exec_module(check_book)
+# tools/ is not a package: check_book imports its sibling page_scripts by name
+sys.path.insert(0, str(ROOT / "tools"))
+import check_book  # noqa: E402
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>t</title>{head}</head>
 <body><main style="width: 600px">{body}</main></body></html>"""
@@ -73,6 +71,12 @@ DEFECTS = {
         '<div class="cell_output"><div class="output traceback highlight-ipythontb">'
         "<pre>NameError: name 'x' is not defined</pre></div></div>",
         "traceback",
+    ),
+    "figure_as_text": (
+        "",
+        '<div class="cell_output"><div class="output text_plain"><pre>'
+        "&lt;Figure size 900x600 with 25 Axes&gt;</pre></div></div>",
+        "image",
     ),
     "long_line": (
         "<style>pre { white-space: pre; overflow-x: auto; }</style>",

@@ -148,3 +148,14 @@ def test_adopted_job_that_finishes_loses_its_last_checkpoint(run_all, tmp_path, 
         proc.kill()
         proc.wait()
     assert (run / "final.pt").is_file() and not (run / "last.pt").exists()
+
+
+def test_convention_sensitivity_jobs_use_the_authors_conventions(run_all):
+    jobs = {j.name: j for j in run_all.JOBS}
+    for run in ("resnet18_baseline", "resnet18_regularized", "mobilenet_v2_baseline",
+                "mobilenet_v2_regularized"):
+        args = jobs[f"{run}:metrics_authors.csv.gz"].args
+        assert args[args.index("--conventions") + 1] == "authors" and "2000" in args
+    star = [j for n, j in jobs.items() if n.startswith("scratch/resnet18/lam")
+            and n.endswith(":metrics_authors.csv.gz")]
+    assert len(star) == 3 and all(not j.ready() for j in star)  # until the rule decides

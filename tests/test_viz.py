@@ -164,7 +164,9 @@ def test_show_grid_builds_a_figure_without_pyplot():
     maps = {"cam": torch.rand(3, 8, 8), "lovi": lovi(torch.rand(3, 5, 8, 8)),
             "raw": torch.rand(3, 2, 2)}
     fig = show_grid(x, maps, row_labels=["a", "b", "c"])
-    assert isinstance(fig, Figure) and len(fig.axes) == 3 * 4
+    assert isinstance(fig, Figure) and len(fig.axes) == 3 * 4 + 1  # + the shared colourbar
+    assert fig.axes[-1].get_ylabel().startswith("relative importance")
+    assert len(show_grid(x, maps, colorbar=False).axes) == 3 * 4
     assert [ax.get_title() for ax in fig.axes[:4]] == ["image", "cam", "lovi", "raw"]
     assert len(show_grid(x).axes) == 3
     buf = io.BytesIO()

@@ -10,6 +10,8 @@ Playwright for Python, launched on the system browser: nothing is downloaded). A
 - an ``img`` that did not load (``naturalWidth`` 0);
 - a Jupyter widget that did not render (its view stayed empty, or shows an error or a widget's
   text fallback such as ``HBox(children=...)``);
+- a static explorer (``div.itp-explorer``, interpretable.book.explorer) whose picture did not
+  load or one of whose controls does not change the picture (tools/check_explorer.py);
 - a JavaScript error (an uncaught exception or a ``console.error``);
 - a request that failed (an HTTP error, a refused load) and any request for a non-loopback
   address: the book must carry everything it loads, so such requests are blocked and reported;
@@ -39,6 +41,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from check_explorer import check_explorers
+from page_scripts import PAGE_CHECKS
+
 CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 # what Chromium needs on a machine whose network is closed (no background connections)
 CHROMIUM_ARGS = [
@@ -53,140 +58,9 @@ CHROMIUM_ARGS = [
 VIEWPORT = {"width": 1280, "height": 900}
 SKIP_DIRS = {"_static", "_sources", "_images", "_downloads", "_panels_static"}
 
-# The start of every in-page check (here and in tools/check_lab.py): a list of problems and
-# helpers to record one and to wait for a condition (bounded by `timeout` ms).
-JS_PRELUDE = r"""
-  const problems = [];
-  const add = (kind, detail) => problems.push([kind, String(detail).slice(0, 300)]);
-  const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-  const until = async (cond) => {
-    const end = Date.now() + timeout;
-    while (Date.now() < end) { if (cond()) return true; await sleep(100); }
-    return cond();
-  };
-  const short = (s) => s.replace(/\s+/g, " ").trim().slice(0, 120);
-"""
-
-# Runs in the page once it has loaded: waits for MathJax, images and widgets (each bounded by
-# `timeout` ms), then returns [[kind, detail], ...].
-PAGE_CHECKS = "async (timeout) => {\n" + JS_PRELUDE + r"""
-
-  // MathJax 3 typesets after it has loaded; wait for it when the page loads it.
-  const loadsMathJax = Array.from(document.scripts).some(
-    (s) => /mathjax[^?]*\/(?:tex|mml)-[\w-]+\.js|\/MathJax\.js/i.test(s.src));
-  await until(() => !loadsMathJax ||
-                    (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise));
-  if (window.MathJax && window.MathJax.startup && window.MathJax.startup.promise) {
-    try { await Promise.race([window.MathJax.startup.promise, sleep(timeout)]); }
-    catch (e) { add("math", "MathJax failed: " + e); }
-  }
-
-  // Images: load lazy ones now, then wait for every image to settle.
-  const imgs = Array.from(document.images);
-  imgs.forEach((img) => { if (img.loading === "lazy") img.loading = "eager"; });
-  await until(() => imgs.every((img) => img.complete));
-  for (const img of imgs) {
-    if (!img.complete || img.naturalWidth === 0) {
-      add("image", "image did not load: " + (img.currentSrc || img.src || img.outerHTML));
-    }
-  }
-
-  // Widgets: the widget manager puts a div.widget-subarea before each view's script tag.
-  const views = Array.from(
-    document.querySelectorAll('script[type="application/vnd.jupyter.widget-view+json"]'));
-  // A view hidden by its own saved state (tqdm hides a leave=False bar when it is done) is
-  // rendered; the book's CSS collapses it.
-  const hiddenByState = (box) => Array.from(box.children).every(
-    (c) => c.style.visibility === "hidden" || c.style.display === "none");
-  const rendered = (s) => {
-    const box = s.previousElementSibling;
-    return box && box.classList.contains("widget-subarea") && box.childElementCount > 0 &&
-      (box.getBoundingClientRect().height > 0 || hiddenByState(box));
-  };
-  await until(() => views.every(rendered));
-  for (const s of views) {
-    let id = "?";
-    try { id = JSON.parse(s.textContent).model_id; } catch (e) { /* reported below */ }
-    if (!rendered(s)) { add("widget", "widget " + id + " did not render"); continue; }
-    const box = s.previousElementSibling;
-    if (/Error displaying widget|Could not create a view/.test(box.textContent) ||
-        box.querySelector(".jupyter-widgets-error-widget, .widget-error")) {
-      add("widget", "widget " + id + " shows an error: " + short(box.textContent));
-    }
-  }
-  const outputs = Array.from(document.querySelectorAll(".cell_output, .output"));
-  const fallback = new RegExp(
-    "\\b(?:HBox|VBox|Box|interactive|FloatProgress|IntProgress|Output|Tab|Accordion)" +
-    "\\(children=|\\bLoading widget\\.\\.\\.|\\bWidget not rendered\\b|" +
-    "\\bError displaying widget\\b");
-  for (const o of outputs) {
-    if (o.closest(".widget-subarea")) continue;
-    const m = (o.innerText || "").match(fallback);
-    if (m && !o.parentElement.closest(".cell_output, .output")) {
-      add("widget", "widget shown as its text fallback: " + short(m[0]));
-    }
-  }
-
-  // Raw math delimiters in the text a reader sees (code and outputs in <pre> are left alone).
-  const skip = "pre, code, script, style, textarea, kbd, samp, .highlight, mjx-container, " +
-               ".widget-subarea";
-  const walker = document.createTreeWalker(document.body, NodeFilter.SHOW_TEXT);
-  let text = "";
-  for (let n = walker.nextNode(); n; n = walker.nextNode()) {
-    const el = n.parentElement;
-    if (!el || el.closest(skip)) continue;  // hidden text counts too (a collapsed section)
-    text += n.nodeValue + "\n";
-  }
-  const raw = text.match(/\\\(|\\\[|\$\$/g) || [];
-  if (raw.length) {
-    const i = text.search(/\\\(|\\\[|\$\$/);
-    add("math", raw.length + " raw math delimiter(s) in the text, first: " +
-        short(text.slice(Math.max(0, i - 20), i + 60)));
-  }
-  for (const m of document.querySelectorAll("span.math, div.math")) {
-    if (!m.querySelector("mjx-container") && /\\\(|\\\[|\$/.test(m.textContent)) {
-      add("math", "math not typeset: " + short(m.textContent));
-    }
-  }
-  for (const e of document.querySelectorAll("mjx-merror, [data-mjx-error]")) {
-    add("math", "MathJax error: " + (e.getAttribute("data-mjx-error") || short(e.textContent)));
-  }
-
-  // Python tracebacks and error outputs.
-  for (const o of document.querySelectorAll(".cell_output .traceback, .output.traceback, " +
-                                             ".output.error, .output_error")) {
-    add("traceback", "error output: " + short(o.textContent));
-  }
-  for (const o of outputs) {
-    if (o.parentElement.closest(".cell_output, .output")) continue;
-    const t = o.textContent || "";
-    const i = t.indexOf("Traceback (most recent call last)");
-    if (i >= 0 && !o.querySelector(".traceback")) {
-      add("traceback", "traceback in an output: " + short(t.slice(i, i + 160)));
-    }
-    if (/\x1b\[[0-9;]*m|\[0;3[0-9]m/.test(t)) {
-      add("traceback", "raw ANSI escape in an output: " + short(t));
-    }
-  }
-
-  // Output lines cut at the right edge: a <pre> in an output wider than its box.
-  for (const p of document.querySelectorAll(".cell_output pre, .output pre")) {
-    if (p.closest(".cell_input, .widget-subarea")) continue;
-    if (p.scrollWidth > p.clientWidth + 2) {
-      const line = (p.textContent || "").split("\n")
-        .reduce((a, b) => (b.length > a.length ? b : a), "");
-      add("overflow", "output wider than the page (" + p.scrollWidth + " > " + p.clientWidth +
-          " px): " + short(line));
-    }
-  }
-  return problems;
-}
-"""
-
-
 @dataclass(frozen=True)
 class Problem:
-    kind: str  # math, image, widget, javascript, request, traceback, overflow
+    kind: str  # math, image, widget, explorer, javascript, request, traceback, overflow
     detail: str
 
     def __str__(self) -> str:
@@ -347,6 +221,8 @@ def _check_page(context, url: str, shot: Path | None, timeout: float) -> list[Pr
             pass
         for kind, detail in page.evaluate(PAGE_CHECKS, int(timeout * 1000)):
             add(kind, detail)
+        for detail in check_explorers(page, timeout):
+            add("explorer", detail)
         if shot:
             page.evaluate("document.fonts.ready.then(() => true)")
             page.screenshot(path=str(shot), full_page=True, timeout=timeout * 3000)

@@ -52,8 +52,8 @@ from check_book import (
     finish,
     ready,
 )
-from lab_scripts import EXPLORER_STATE, KERNEL_IDLE, NOTEBOOK_CHECKS, WATCH_KERNEL
 from lab_server import Lab, notebook_hashes, start_lab
+from page_scripts import EXPLORER_STATE, KERNEL_IDLE, NOTEBOOK_CHECKS, WATCH_KERNEL
 
 DEFAULT_NOTEBOOKS = ("book/03_cams.ipynb", "book/02_gradients.ipynb")
 VIEWPORT = {"width": 1280, "height": 1000}

@@ -58,7 +58,7 @@ METHODS: dict[str, Method] = {m.key: m for m in (
            color="#E69F00"),
     Method("fastcam", "FastCAM", "cam", "fastcam:FastCAM", color="#D55E00"),
     Method("smoe", "SMOE saliency", "saliency", "fastcam:saliency", backward=False,
-           class_specific=False, color="#CC79A7"),
+           class_specific=False, color="#7A4F9A"),
 )}
 #: The class activation maps (FastCAM included: a CAM times SMOE saliency).
 CAM_METHODS: tuple[str, ...] = tuple(k for k, m in METHODS.items() if m.kind == "cam")

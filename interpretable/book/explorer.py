@@ -33,8 +33,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-__all__ = ["CHOICES", "METHOD_NAMES", "CONTROLS", "ExplorerData", "Explorer", "class_targets",
-           "choice_rank", "precompute", "page", "live"]
+__all__ = ["CHOICES", "METHOD_NAMES", "CONTROLS", "METHOD_OPTIONS", "COLORS", "ExplorerData",
+           "Explorer", "class_targets", "choice_rank", "precompute", "page", "live"]
 
 #: the class choices the chapter offers: the true class, then the 2nd and 3rd most likely
 CHOICES = ("true class", "2nd predicted", "3rd predicted")
@@ -42,6 +42,11 @@ CHOICES = ("true class", "2nd predicted", "3rd predicted")
 METHOD_NAMES = ("Grad-CAM", "Grad-CAM++", "XGrad-CAM", "Layer-CAM", "Score-CAM")
 #: the controls, in the order of the picture array's axes
 CONTROLS = ("model", "image", "method", "layer", "class")
+#: Score-CAM in few large batches, without building an optimized copy of the model (a
+#: one-off call on a few hundred masked images: the build would cost more than it saves)
+METHOD_OPTIONS = {"scorecam": {"batch_size": 1024, "optimize": False}}
+#: colours of each map picture's PNG palette (128: no visible banding, 2/3 of the bytes)
+COLORS = 128
 #: displayed size of a picture in CSS pixels (the PNGs are the images' 32 x 32 pixels)
 DISPLAY = 128
 
@@ -110,15 +115,17 @@ def _pixels(rgb: Tensor) -> np.ndarray:
 def precompute(models: Mapping[str, nn.Module], x: Tensor, y: Tensor,
                class_names: Sequence[str], *, methods: Sequence[str] = METHOD_NAMES,
                layers: Sequence[int] | None = None, choices: Sequence[str] = CHOICES,
-               image_names: Sequence[str] | None = None, alpha: float = 0.5
+               image_names: Sequence[str] | None = None, alpha: float = 0.5,
+               method_options: Mapping[str, Mapping[str, Any]] | None = None
                ) -> ExplorerData:
     """Every map the explorer offers, for images ``x`` (B, 3, H, W) with labels ``y`` (B,).
 
     ``models``: ``{name: model}`` of one architecture; ``methods``: display names or keys of
     :data:`interpretable.attribution.METHODS`; ``layers``: indices into
     :func:`interpretable.models.scale_layers` (default all five); ``choices``: see
-    :func:`class_targets`. Each (model, method, layer) is one call on all images and all
-    choices at once (B x C maps); the overlays are coloured in one batch as well.
+    :func:`class_targets`; ``method_options``: options of :func:`build_method` by method
+    key (default :data:`METHOD_OPTIONS`). Each (model, method, layer) is one call on all
+    images and all choices at once (B x C maps); the overlays are coloured in one batch.
     """
     from ..attribution import METHODS, build_method, method_key
     from ..data import denormalize
@@ -133,6 +140,7 @@ def precompute(models: Mapping[str, nn.Module], x: Tensor, y: Tensor,
     labels = list(layer_labels(first, x[:1]))
     layers = list(range(len(labels))) if layers is None else list(layers)
     keys = [method_key(m) for m in methods]
+    method_options = METHOD_OPTIONS if method_options is None else method_options
     n_b, n_c = len(x), len(choices)
     pix = denormalize(x).clamp(0, 1).repeat(n_c, 1, 1, 1)  # (C*B, 3, H, W), choice-major
     size = tuple(x.shape[-2:])
@@ -148,7 +156,8 @@ def precompute(models: Mapping[str, nn.Module], x: Tensor, y: Tensor,
         mods = scale_layers(model)
         for j, key in enumerate(keys):
             for k, li in enumerate(layers):
-                with build_method(key, model, layer=mods[li]) as cam:
+                with build_method(key, model, layer=mods[li],
+                                  **method_options.get(key, {})) as cam:
                     maps = cam(xx, tt, normalize=True)  # (C*B, H, W)
                 rgb = _pixels(overlay(pix, maps, alpha=alpha))
                 pictures[i, :, j, k] = rgb.reshape(n_c, n_b, *size, 3).swapaxes(0, 1)
@@ -160,12 +169,17 @@ def precompute(models: Mapping[str, nn.Module], x: Tensor, y: Tensor,
                         captions, time.perf_counter() - start)
 
 
-def _png(rgb: np.ndarray) -> str:
-    """A (H, W, 3) uint8 picture as base64 PNG text."""
+def _png(rgb: np.ndarray, colors: int | None = None) -> str:
+    """A (H, W, 3) uint8 picture as base64 PNG text; ``colors``: a palette of at most that
+    many colours (median cut, no dithering) instead of full RGB."""
     from PIL import Image
 
     buf = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb)).save(buf, format="PNG", optimize=True)
+    im = Image.fromarray(np.ascontiguousarray(rgb))
+    if colors:
+        im = im.quantize(colors=colors, method=Image.Quantize.MEDIANCUT,
+                         dither=Image.Dither.NONE)
+    im.save(buf, format="PNG", optimize=True)
     return base64.b64encode(buf.getvalue()).decode("ascii")
 
 
@@ -210,21 +224,27 @@ class Explorer:
     """A static explorer of precomputed maps (:func:`precompute`); displays itself in a
     notebook and in the built book as one HTML snippet (:meth:`to_html`).
 
-    Identical pictures (Grad-CAM and XGrad-CAM coincide at the last layer) are stored once.
+    ``start``: the first setting, an option index per control (default: the first option,
+    the deepest layer); ``size``: displayed size of the pictures in CSS pixels;
+    ``colors``: palette size of the map pictures' PNGs (None: full RGB). Identical pictures
+    (Grad-CAM and XGrad-CAM coincide at the last layer) are stored once.
     """
 
-    def __init__(self, data: ExplorerData, title: str | None = None, size: int = DISPLAY):
+    def __init__(self, data: ExplorerData, title: str | None = None, size: int = DISPLAY,
+                 colors: int | None = COLORS, start: Mapping[str, int] | None = None):
         self.data, self.title, self.size = data, title, size
-        self._png: list[str] = []
+        sizes = [len(data.options[c]) for c in CONTROLS]
+        first = {"layer": -1, **(start or {})}
+        self.start = [first.get(c, 0) % n for c, n in zip(CONTROLS, sizes, strict=True)]
         seen: dict[str, int] = {}
 
-        def add(rgb: np.ndarray) -> int:
-            text = _png(rgb)
+        def add(rgb: np.ndarray, palette: int | None) -> int:
+            text = _png(rgb, palette)
             return seen.setdefault(text, len(seen))
 
         flat = data.pictures.reshape(-1, *data.pictures.shape[5:])
-        self._view = [add(p) for p in flat]
-        self._photo = [add(p) for p in data.photos]
+        self._view = [add(p, colors) for p in flat]
+        self._photo = [add(p, None) for p in data.photos]
         self._png = list(seen)
         self._strip = _strip()
 
@@ -260,31 +280,33 @@ class Explorer:
         ``script=False`` leaves the script out: a dead explorer that shows only its first
         setting (what tools/check_explorer.py must catch)."""
         uid = f"itp-explorer-{uuid.uuid4().hex[:12]}"
-        opts, esc, px = self.data.options, html.escape, self.size
+        opts, esc, px, at = self.data.options, html.escape, self.size, self.start
         rows = []
-        for key in CONTROLS:
+        for n, key in enumerate(CONTROLS):
             ident = f"{uid}-{key}"
             if key == "image":
                 ctrl = (f'<input type="range" id="{ident}" data-key="image" min="0" '
-                        f'max="{len(opts[key]) - 1}" step="1" value="0" style="width:9em"> '
-                        f'<span class="itp-explorer-image-name">{esc(opts[key][0])}</span>')
+                        f'max="{len(opts[key]) - 1}" step="1" value="{at[n]}" '
+                        'style="width:9em;vertical-align:middle"> <span '
+                        'class="itp-explorer-image-name" style="display:inline-block;'
+                        f'min-width:9em">{esc(opts[key][at[n]])}</span>')
             else:
-                items = "".join(f'<option value="{i}">{esc(o)}</option>'
-                                for i, o in enumerate(opts[key]))
+                items = "".join(f'<option value="{i}"{" selected" if i == at[n] else ""}>'
+                                f"{esc(o)}</option>" for i, o in enumerate(opts[key]))
                 ctrl = f'<select id="{ident}" data-key="{key}">{items}</select>'
             rows.append(f'<label for="{ident}" style="font-weight:600">{key}</label>'
                         f"<span>{ctrl}</span>")
         img = (f'width="{px}" height="{px}" style="width:{px}px;height:{px}px;'
                'image-rendering:pixelated;display:block"')
-        photo = self._png[self._photo[0]]
-        view = self._png[self._view[0]]
+        photo = self._png[self._photo[at[1]]]
+        view = self._png[self._view[int(np.ravel_multi_index(at, self.data.pictures.shape[:5]))]]
         strip = (f'<div style="display:flex;gap:4px;align-items:stretch;height:{px}px">'
                  f'<img alt="colour scale" src="data:image/png;base64,{self._strip}" '
                  f'style="width:10px;height:{px}px;display:block">'
                  '<div style="display:flex;flex-direction:column;justify-content:'
                  'space-between;font-size:12px"><span>1 high</span><span>0 low</span>'
                  '</div></div>')
-        caption = esc(str(self.data.captions[0, 0, 0]))
+        caption = esc(str(self.data.captions[at[0], at[1], at[4]]))
         title = f'<div style="font-weight:600;margin-bottom:4px">{esc(self.title)}</div>' \
             if self.title else ""
         parts = [
@@ -297,10 +319,12 @@ class Explorer:
             f'<div><img class="itp-explorer-photo" alt="image" {img} '
             f'src="data:image/png;base64,{photo}"><div style="font-size:12px">image</div>'
             "</div>",
-            f'<div><img class="itp-explorer-view" alt="map over the image" {img} '
-            f'src="data:image/png;base64,{view}"><div class="itp-explorer-caption" '
-            f'style="font-size:12px;max-width:{px + 60}px">{caption}</div></div>',
-            strip, "</div></div>",
+            '<div><div style="display:flex;gap:6px;align-items:flex-start">'
+            f'<img class="itp-explorer-view" alt="map over the image" {img} '
+            f'src="data:image/png;base64,{view}">{strip}</div>'
+            '<div class="itp-explorer-caption" style="font-size:12px;max-width:'
+            f'{px + 70}px">{caption}</div></div>',
+            "</div></div>",
             '<div style="font-size:12px;margin-top:4px">relative importance, scaled to '
             "[0, 1] per map</div>",
         ]

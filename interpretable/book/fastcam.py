@@ -1,7 +1,7 @@
 """Figures and tables of the chapter "FastCAM and LOVI" (book/04_fastcam.ipynb).
 
 Saliency Map Order Equivalence (:func:`statistic_costs`, :func:`order_figure`), the LOVI
-picture with its colour key (:func:`lovi_figure`, :func:`depth_by_saliency`) and the
+picture with its colour key and its reading (:func:`lovi_figure`, :func:`lovi_reading`), the
 faithfulness numbers with what Average Drop reads from a map (:func:`faithfulness`,
 :func:`ad_against_kept`, :func:`ad_figure`). Every function takes batches and works on tiny
 synthetic inputs as well as on the chapter's networks.
@@ -42,7 +42,7 @@ STAT_COLORS = _stat_colors()
 
 def statistic_costs(model: nn.Module, x: Tensor, statistics: Sequence[str],
                     layers: Any = None, repeats: int = 5, warmup: int = 1,
-                    clock: str = "cpu") -> dict[str, float]:
+                    clock: str = "cpu", threads: int | None = 1) -> dict[str, float]:
     """Milliseconds per call of each channel statistic on the activations of ``layers``.
 
     One forward of ``x`` (B, 3, H, W) records the (post-ReLU) outputs of the layers (default
@@ -50,7 +50,10 @@ def statistic_costs(model: nn.Module, x: Tensor, statistics: Sequence[str],
     ``smoe.STATISTICS``) over all of them, and a plain forward pass of ``x`` without
     gradients, are timed round-robin (``interpretable.timing.measure_interleaved``, medians).
     ``clock="cpu"``: process CPU seconds (all threads), which other processes on a busy
-    machine disturb far less than wall time; ``"wall"``: wall-clock seconds.
+    machine disturb far less than wall time; ``"wall"``: wall-clock seconds. ``threads``:
+    torch's CPU threads during the timing (restored afterwards; None: as they are). One
+    thread keeps CPU time honest on a busy machine: waiting threads of a parallel region
+    spin and count as work.
 
     Returns:
         ``{"forward pass": ms, statistic: ms, ...}``.
@@ -81,7 +84,13 @@ def statistic_costs(model: nn.Module, x: Tensor, statistics: Sequence[str],
     for s in statistics:
         fn = statistic(s)
         fns[s] = lambda fn=fn: [fn(a) for a in acts]
-    timings = measure_interleaved(fns, repeats=repeats, warmup=warmup, device=x.device)
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        timings = measure_interleaved(fns, repeats=repeats, warmup=warmup, device=x.device)
+    finally:
+        torch.set_num_threads(before)
     return {k: 1e3 * (t.cpu_median if clock == "cpu" else t.median)
             for k, t in timings.items()}
 
@@ -276,7 +285,7 @@ def faithfulness(model: nn.Module, x: Tensor, y: Tensor, maps: Mapping[str, Tens
 
     Returns:
         a pandas DataFrame, one row per method, means over the images in percent (the share
-        kept as a fraction).
+        kept as a fraction); the columns say with an arrow whether lower or higher is better.
     """
     import pandas as pd
 
@@ -285,11 +294,11 @@ def faithfulness(model: nn.Module, x: Tensor, y: Tensor, maps: Mapping[str, Tens
     rows = {}
     for name, m in maps.items():
         ad, ag, ai = confidence_scores(model, x, m, y)
-        row = {"AD (lower better)": ad.mean(), "AG (higher)": ag.mean(),
-               "AI (higher)": ai.mean(), "share kept": kept_share(m, x).mean()}
+        row = {"AD ↓": ad.mean(), "AG ↑": ag.mean(), "AI ↑": ai.mean(),
+               "share kept": kept_share(m, x).mean()}
         if curves:
             ins, dele = insertion_deletion(model, x, m, y)
-            row.update({"Insertion (higher)": ins.mean(), "Deletion (lower)": dele.mean()})
+            row.update({"Insertion ↑": ins.mean(), "Deletion ↓": dele.mean()})
         rows[name] = {k: float(v) for k, v in row.items()}
     return pd.DataFrame(rows).T
 
@@ -345,5 +354,7 @@ def ad_figure(curve: Any) -> Any:
     ax.set_xlim(0, 1)
     ax.set_ylim(0, 100)
     ax.legend(loc="upper right")
-    ax.set_title("large dots: the maps as computed; small: S**gamma", fontsize=9)
+    gammas = ", ".join(f"{g:g}" for g in sorted(curve["gamma"].unique()))
+    ax.set_title(f"large dots: the maps as computed; small: $S^\\gamma$, "
+                 f"$\\gamma$ = {gammas}", fontsize=9)
     return fig

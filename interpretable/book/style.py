@@ -25,7 +25,8 @@ PALETTE = {"black": "#000000", "orange": "#E69F00", "sky": "#56B4E9", "green": "
 #: the reference runs and the study's variants (a name contains one of these keys)
 MODEL_COLORS = {"baseline": PALETTE["blue"], "control": PALETTE["blue"],
                 "regularized": PALETTE["orange"], "paper": PALETTE["orange"],
-                "aligned": PALETTE["red"], "lambda*": PALETTE["red"],
+                "aligned": PALETTE["red"], "fine-tuned": PALETTE["purple"],
+                "lambda*": PALETTE["red"],
                 "scratch": PALETTE["green"], "seed": PALETTE["grey"],
                 "random": PALETTE["grey"], "unmodified": PALETTE["black"]}
 #: the attribution methods, by display name (their colours live in the registry)

@@ -11,7 +11,16 @@ from torch import nn
 from ..checks import check_model, eval_mode
 from ._loading import iter_batches, model_device
 
-__all__ = ["accuracy"]
+__all__ = ["accuracy", "topk_correct"]
+
+
+def topk_correct(logits: torch.Tensor, y: torch.Tensor, ks: Sequence[int]) -> torch.Tensor:
+    """How many rows of ``logits`` (B, K) have ``y`` (B,) among their top k, for each k of
+    ``ks``: a LongTensor (len(ks),) on the logits' device (the one counting rule of the
+    package: :func:`accuracy` and the training loop's evaluation use it)."""
+    top = logits.topk(max(ks), dim=1).indices  # (B, kmax), best first
+    hit = top == y.view(-1, 1)
+    return torch.stack([hit[:, :k].any(dim=1).sum() for k in ks])
 
 
 def accuracy(
@@ -51,9 +60,7 @@ def accuracy(
             logits = model(x)
             if max(ks) > logits.shape[1]:
                 raise ValueError(f"topk={ks} exceeds the {logits.shape[1]} classes of the model")
-            top = logits.topk(max(ks), dim=1).indices  # (B, kmax), best first
-            hit = top == y.view(-1, 1)
-            correct += torch.stack([hit[:, :k].any(dim=1).sum() for k in ks])
+            correct += topk_correct(logits, y, ks)
             n += y.shape[0]
     if n == 0:
         raise ValueError("data yielded no images")

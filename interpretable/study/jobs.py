@@ -141,12 +141,15 @@ def _train(name: str, *args: str, needs: tuple[str, ...] = ()) -> Job:
                (f"{name}/final.pt", f"{name}/summary.json"))
 
 
-def _evaluate(run: str, methods: str, images: str = "all", out: str = "metrics.csv.gz") -> Job:
-    """Per-image CAM metrics of a finished run (``python -m interpretable evaluate``)."""
+def _evaluate(run: str, methods: str, images: str = "all", out: str = "metrics.csv.gz",
+              conventions: str = "ours") -> Job:
+    """Per-image CAM metrics of a finished run (``python -m interpretable evaluate``), with
+    the insertion/deletion ``conventions`` (METHODS.md section 5)."""
     path = f"{run}/{out}"
+    extra = [] if conventions == "ours" else ["--conventions", conventions]
     return Job(f"{run}:{out}", ["evaluate", f"reference/{run}", "--methods", methods,
-                                "--images", images, "--seed", "0", "--out", f"reference/{path}",
-                                "--no-progress"],
+                                "--images", images, "--seed", "0", *extra,
+                                "--out", f"reference/{path}", "--no-progress"],
                (f"{run}/final.pt",), (path, f"{path}.provenance.json"))
 
 
@@ -291,6 +294,33 @@ def _scratch_jobs() -> list[Job]:
 
 SCRATCH = _scratch_jobs()
 
+
+def _star_at(lam: float) -> Callable[[], bool | None]:
+    """Whether rule 1 of interpretable.study.scratch picks ``lam`` for ResNet-18 (None until
+    its from-scratch runs are finished)."""
+    def wanted() -> bool | None:
+        choice = scratch.mobilenet_lambda(HERE)
+        return None if choice is None else choice[0] == lam
+    return wanted
+
+
+def _authors_jobs() -> list[Job]:
+    """The convention sensitivity (METHODS.md section 5, "Conventions as options"): the
+    paper-lambda comparison of both architectures and ResNet-18's from-scratch lambda* again,
+    on the seeded 2,000-image subset, with the paper authors' insertion/deletion conventions
+    (Grad-CAM, Grad-CAM++, FastCAM; Score-CAM's maps cost hours and do not depend on them)."""
+    paper = [_evaluate(run, NO_SCORECAM, "2000", "metrics_authors.csv.gz", "authors")
+             for run in ("resnet18_baseline", "resnet18_regularized", "mobilenet_v2_baseline",
+                         "mobilenet_v2_regularized")]
+    star = [ConditionalJob(j.name, j.args, j.needs, j.makes, wanted=_star_at(lam))
+            for lam in scratch.LAMBDAS
+            for j in [_evaluate(str(scratch.run_dir("", "resnet18", lam)), NO_SCORECAM, "2000",
+                                "metrics_authors.csv.gz", "authors")]]
+    return paper + star
+
+
+AUTHORS = _authors_jobs()
+
 # ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
 # The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
@@ -299,7 +329,8 @@ SCRATCH = _scratch_jobs()
 # chapter 6 a MobileNet-V2 comparison each (baseline and paper lambda on 10,000 images; the
 # sweep's control, lambda* and paper lambda; the aligned run), then the slow Score-CAM
 # subsets, then the rest of the sweep. Then the replicates with another seed (no issue
-# waits for them). Last, the from-scratch study (issue: from scratch; ~18 lane-hours).
+# waits for them). Then the from-scratch study (~18 lane-hours), after the paper-lambda runs'
+# metrics under the authors' conventions (short: 4 curve steps); its lambda* under them last.
 _N_FIRST = len(_FIRST["mobilenet_v2"])
 JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:1]
                    + ALIGNED_METRICS[:1] + _sweep_jobs("mobilenet_v2") + MOBILENET_LOSS
@@ -307,7 +338,7 @@ JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:
                    + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
                    + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS]
-                   + REPLICATE_JOBS + SCRATCH)
+                   + REPLICATE_JOBS + AUTHORS[:4] + SCRATCH + AUTHORS[4:])
 # ROAR / KAR (METHODS.md section 5; interpretable.roar): its pilot, rank files and grid, after
 # the from-scratch study (FastCAM judged by its own paper's measure; ~10 lane-hours)
 JOBS += roar_jobs(ConditionalJob, lambda: HERE)

@@ -10,6 +10,7 @@ import torch
 from torch import nn
 
 from interpretable import data as itp_data
+from interpretable.metrics.classification import topk_correct
 from interpretable.stats import mean_interval
 from interpretable.training.losses import GRADIENT_OF, gradient_cosines, input_gradients
 
@@ -47,9 +48,9 @@ def accuracy_and_alignment(model: nn.Module, dataset, device: torch.device | Non
             x = x.contiguous(memory_format=memory_format)
             with torch.no_grad(), autocast(device, amp_dtype):
                 z = model(x).float()
-            top5 = z.topk(min(5, z.shape[1]), dim=1).indices
-            correct1 += (top5[:, 0] == y).sum().item()
-            correct5 += (top5 == y[:, None]).any(1).sum().item()
+            c1, c5 = topk_correct(z, y, (1, min(5, z.shape[1]))).tolist()
+            correct1 += c1
+            correct5 += c5
             if taken < align_images:
                 k = min(align_images - taken, x.shape[0])
                 for kind in kinds:
