@@ -10,7 +10,7 @@ export SCALE
 STAMP := $(VENV)/.installed
 
 .PHONY: install git-filter test test-unit test-book book book-assets browser check-book lab \
-	check-lab bench bench-quick lint clean
+	check-lab bench bench-quick lint clean time-book
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -99,6 +99,12 @@ book: install book-assets
 	rm -rf _build/html _build/.doctrees
 	$(VENV)/bin/jupyter-book build . --warningiserror --keep-going
 	@test -f _build/html/index.html && echo "Book written to _build/html/index.html"
+
+# Every chapter's run time at $(SCALE), per chapter and per cell, as make book executes it
+# (on a quiet machine: pause the lanes first). The committed measurements in benchmarks/results/
+# are what each chapter's first line tells readers (tests/test_book_timings.py checks it).
+time-book: install
+	$(PY) tools/time_chapters.py --scale $(SCALE) --out benchmarks/results/book_times_$(SCALE).json
 
 browser:
 	@if [ ! -x "$(CHROMIUM)" ]; then \

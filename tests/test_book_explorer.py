@@ -28,6 +28,7 @@ CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NAMES = [f"class {i}" for i in range(100)]
 METHODS = ("Grad-CAM", "Layer-CAM", "Score-CAM")
 LAYERS = (3, 4)
+_SCRIPT_END = "  show();\n})();"
 
 
 @pytest.fixture(scope="module")
@@ -182,6 +183,24 @@ def test_one_picture_per_combination(board, data):
         shown = _decode(payload["png"][view["values"][n]])
         errors = np.abs(flat - shown).mean((1, 2, 3))
         assert errors[n] < 15 and errors[n] == errors.min(), (n, errors[n], errors.min())
+
+
+def test_chapter_3_payload_is_unchanged_by_the_generalization(board, data):
+    # the generic explorer (static_explorer) keeps chapter 3's data, outputs and HTML: the
+    # default controls, captions over (model, image, class), the heat key that never switches
+    assert data.controls == explorer.CONTROLS == ("model", "image", "method", "layer", "class")
+    assert data.caption_axes == ("model", "image", "class") and data.slider == "image"
+    assert data.captions.shape == (2, 2, 3) and data.legend_axes == ()
+    html = board.to_html()
+    payload = _payload(html)
+    assert [(o["cls"], o["dims"], o["png"]) for o in payload["outputs"]] == [
+        ("itp-explorer-view", [0, 1, 2, 3, 4], True), ("itp-explorer-photo", [1], True),
+        ("itp-explorer-caption", [0, 1, 4], False),
+        ("itp-explorer-image-name", [1], False)]
+    assert payload["png"] == board._png  # pictures and photos only, no key strips
+    assert "itp-explorer-key" not in html
+    assert '<span>1 high</span><span>0 low</span>' in html
+    assert html.endswith(f"{_SCRIPT_END}</script></div>")
 
 
 def test_controls_list_the_options(board, data):
