@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 
@@ -32,3 +36,27 @@ def r18():
 def images(test_set):
     """The first four CIFAR-100 test images, normalized, (4, 3, 32, 32)."""
     return torch.stack([test_set[i][0] for i in range(4)])
+
+
+@pytest.fixture(scope="module")
+def browser_page():
+    """A page of headless Chromium (``$CHROMIUM``, Debian's by default) and the list its
+    JavaScript errors go to; skips when the browser or Playwright is missing."""
+    chromium = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+    if not (shutil.which(chromium) or Path(chromium).is_file()):
+        pytest.skip(f"no Chromium at {chromium} (`make browser` installs Debian's chromium)")
+    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=chromium, headless=True,
+                                     args=["--no-sandbox", "--disable-gpu",
+                                           "--disable-background-networking"])
+        try:
+            page = browser.new_page()
+            errors: list[str] = []
+            page.on("pageerror", lambda exc: errors.append(str(exc)))
+            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+            yield page, errors
+        finally:
+            browser.close()

@@ -9,9 +9,7 @@ import base64
 import importlib.util
 import io
 import json
-import os
 import re
-import shutil
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -24,7 +22,6 @@ from interpretable.book import cams, explorer
 from interpretable.viz import overlay, to_image
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NAMES = [f"class {i}" for i in range(100)]
 METHODS = ("Grad-CAM", "Layer-CAM", "Score-CAM")
 LAYERS = (3, 4)
@@ -274,29 +271,7 @@ def test_page_holds_the_snippets(board):
 # --------------------------------------------------------------------------------------------
 
 
-def _chromium_page():
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
-        pytest.skip(f"no Chromium at {CHROMIUM} (`make browser` installs Debian's chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-
-
-@pytest.fixture(scope="module")
-def browser_page():
-    _chromium_page()
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu",
-                                           "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            yield page, errors
-        finally:
-            browser.close()
+# browser_page: the shared fixture of conftest.py (headless Chromium, its errors)
 
 
 @pytest.fixture(scope="module")

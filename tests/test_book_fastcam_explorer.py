@@ -11,9 +11,7 @@ import importlib.util
 import io
 import itertools
 import json
-import os
 import re
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +24,6 @@ from interpretable.book import explorer, fastcam_explorer, static_explorer
 from interpretable.viz import heatmap, lovi
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
 NAMES = [f"class {i}" for i in range(100)]
 N_LAYERS = 5
 N_MAPS = N_LAYERS + 3  # the layers, combined, LOVI, FastCAM
@@ -197,25 +194,6 @@ def test_explorer_data_checks_its_axes(data):
 # --------------------------------------------------------------------------------------------
 
 
-@pytest.fixture(scope="module")
-def browser_page():
-    if not (shutil.which(CHROMIUM) or Path(CHROMIUM).is_file()):
-        pytest.skip(f"no Chromium at {CHROMIUM} (`make browser` installs Debian's chromium)")
-    pytest.importorskip("playwright.sync_api", reason="playwright is not installed")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=["--no-sandbox", "--disable-gpu",
-                                           "--disable-background-networking"])
-        try:
-            page = browser.new_page()
-            errors: list[str] = []
-            page.on("pageerror", lambda exc: errors.append(str(exc)))
-            page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-            yield page, errors
-        finally:
-            browser.close()
 
 
 def test_check_explorer_passes_and_the_key_switches(board, browser_page):
