@@ -18,16 +18,17 @@ __all__ = ["git_info", "now_utc", "command_line", "PACKAGE_DIR"]
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
-def git_info(folder: str | os.PathLike = PACKAGE_DIR) -> dict[str, Any] | None:
-    """``{"commit", "dirty"}`` of the git checkout holding ``folder`` (tracked files only),
-    or None outside git."""
+def git_info(folder: str | os.PathLike = PACKAGE_DIR, paths: Sequence[str] = ()
+             ) -> dict[str, Any] | None:
+    """``{"commit", "dirty"}`` of the git checkout holding ``folder`` (tracked files only;
+    ``paths``: only changes below these paths of the checkout count), or None outside git."""
     def run(*args: str) -> str:
         return subprocess.run(["git", "-C", str(folder), *args], capture_output=True,
                               text=True, timeout=30, check=True).stdout.strip()
 
     try:
         commit = run("rev-parse", "HEAD")
-        dirty = bool(run("status", "--porcelain", "--untracked-files=no"))
+        dirty = bool(run("status", "--porcelain", "--untracked-files=no", "--", *paths))
     except (OSError, subprocess.SubprocessError):
         return None
     return {"commit": commit, "dirty": dirty}

@@ -60,3 +60,13 @@ def browser_page():
             yield page, errors
         finally:
             browser.close()
+
+
+@pytest.fixture(scope="module")
+def model():
+    """A width-0.125 CIFAR ResNet-18 with random batch-norm statistics (seed 0), fresh per
+    test module: the book helpers' tests use it."""
+    from _models import randomize_bn
+
+    torch.manual_seed(0)
+    return randomize_bn(itp.models.create("resnet18", width=0.125))

@@ -17,14 +17,6 @@ B = 3
 
 
 @pytest.fixture(scope="module")
-def model():
-    from _models import randomize_bn
-
-    torch.manual_seed(0)
-    return randomize_bn(itp.models.create("resnet18", width=0.125))
-
-
-@pytest.fixture(scope="module")
 def batch():
     g = torch.Generator().manual_seed(0)
     return torch.randn(B, 3, 32, 32, generator=g), torch.tensor([3, 7, 11])

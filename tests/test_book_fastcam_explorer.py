@@ -18,7 +18,6 @@ import numpy as np
 import pytest
 import torch
 
-import interpretable as itp
 from interpretable.attribution.fastcam import FastCAM, saliency
 from interpretable.book import explorer, fastcam_explorer, static_explorer
 from interpretable.viz import heatmap, lovi
@@ -27,14 +26,6 @@ ROOT = Path(__file__).resolve().parents[1]
 NAMES = [f"class {i}" for i in range(100)]
 N_LAYERS = 5
 N_MAPS = N_LAYERS + 3  # the layers, combined, LOVI, FastCAM
-
-
-@pytest.fixture(scope="module")
-def model():
-    from _models import randomize_bn
-
-    torch.manual_seed(0)
-    return randomize_bn(itp.models.create("resnet18", width=0.125))
 
 
 @pytest.fixture(scope="module")

@@ -42,10 +42,10 @@ def declared_minutes(path: Path) -> tuple[float, float]:
 
 
 def measured(scale: str) -> dict[str, float]:
-    data = json.loads((RESULTS / f"book_times_{scale}.json").read_text())
+    data = time_chapters.measurement(scale)
     assert data["scale"] == scale and data["verify"] == "quick"
     assert data["cpus"] == 2
-    return {Path(c["notebook"]).stem: c["seconds"] / 60 for c in data["chapters"]}
+    return time_chapters.measured_minutes(scale, data=data)
 
 
 def test_the_measurements_cover_every_chapter():
@@ -93,7 +93,7 @@ def test_the_full_book_builds_within_the_budget():
     assert total <= FULL_BUDGET, f"SCALE=full takes {total:.0f} min"
 
 
-def test_time_notebook_measures_each_cell(tmp_path):
+def test_time_notebook_measures_each_cell(tmp_path, monkeypatch):
     import nbformat
 
     nb = nbformat.v4.new_notebook(cells=[
@@ -103,11 +103,8 @@ def test_time_notebook_measures_each_cell(tmp_path):
     path = tmp_path / "chapter.ipynb"
     nbformat.write(nb, path)
     before = path.read_text()
-    time_chapters.os.environ["SCALE"] = "full"
-    try:
-        timed = time_chapters.time_notebook(path, root=tmp_path)
-    finally:
-        time_chapters.os.environ.pop("SCALE")
+    monkeypatch.setenv("SCALE", "full")  # the kernel inherits it
+    timed = time_chapters.time_notebook(path, root=tmp_path)
     assert [c["index"] for c in timed["cells"]] == [1, 2]
     assert 0.5 <= timed["cells"][0]["seconds"] < 5
     assert timed["seconds"] >= timed["cells"][0]["seconds"]
@@ -118,3 +115,24 @@ def test_the_published_book_is_built_at_the_full_scale():
     workflow = (ROOT / ".github" / "workflows" / "book.yml").read_text()
     build = workflow[workflow.index("run: make book") - 200:workflow.index("run: make book")]
     assert "SCALE: full" in build and "VERIFY" not in build
+
+
+def test_git_info_counts_only_changes_below_paths(tmp_path):
+    import subprocess
+
+    from interpretable.provenance import git_info
+
+    def git(*args):
+        subprocess.run(["git", "-C", str(tmp_path), *args], check=True, capture_output=True)
+
+    git("init", "-q")
+    for name in ("book", "reference"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "f.txt").write_text("a")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    (tmp_path / "reference" / "f.txt").write_text("b")  # e.g. a lane's checkpoint
+    assert git_info(tmp_path)["dirty"]
+    assert not git_info(tmp_path, paths=("book",))["dirty"]
+    (tmp_path / "book" / "f.txt").write_text("b")
+    assert git_info(tmp_path, paths=("book",))["dirty"]

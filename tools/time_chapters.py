@@ -21,7 +21,6 @@ import json
 import os
 import platform
 import re
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -73,27 +72,29 @@ def time_notebook(path: Path, timeout: int = 1800, root: Path = ROOT) -> dict:
 
 
 def machine() -> dict:
-    """Where the measurement ran: CPU count, torch threads, versions, the commit."""
+    """Where the measurement ran: CPU count, torch threads, versions, the commit (short,
+    ``+`` when the chapters or the package had uncommitted changes, as ``git describe``)."""
     import torch
 
-    def git(*args: str) -> str | None:
-        try:
-            return subprocess.run(["git", *args], cwd=ROOT, text=True, capture_output=True,
-                                  check=True).stdout.strip()
-        except (OSError, subprocess.CalledProcessError):
-            return None
+    from interpretable.provenance import git_info, now_utc
 
-    commit = git("rev-parse", "--short", "HEAD")
-    if commit and git("status", "--porcelain", "--", "book", "interpretable", "tools"):
-        commit += "+"  # measured on uncommitted changes of these folders (git describe style)
+    info = git_info(ROOT, paths=("book", "interpretable", "tools"))
+    commit = info and info["commit"][:7] + ("+" if info["dirty"] else "")
     return {"cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "python": platform.python_version(),
-            "commit": commit, "date": dt.datetime.now(dt.timezone.utc).isoformat()[:19]}
+            "commit": commit, "date": now_utc()}
 
 
-def measured_minutes(scale: str, results: Path = RESULTS) -> dict[str, float]:
-    """Minutes per chapter (by file stem) of the committed measurement at ``scale``."""
-    data = json.loads((results / f"book_times_{scale}.json").read_text())
+def measurement(scale: str, results: Path = RESULTS) -> dict:
+    """The committed measurement at ``scale`` (what ``main`` writes to ``--out``)."""
+    return json.loads((results / f"book_times_{scale}.json").read_text())
+
+
+def measured_minutes(scale: str, results: Path = RESULTS, data: dict | None = None
+                     ) -> dict[str, float]:
+    """Minutes per chapter (by file stem) of the committed measurement at ``scale`` (or of
+    ``data``, a measurement already read)."""
+    data = data or measurement(scale, results)
     return {Path(c["notebook"]).stem: c["seconds"] / 60 for c in data["chapters"]}
 
 
@@ -109,8 +110,8 @@ TABLE_END = "<!-- /book-times -->"
 
 def times_table(results: Path = RESULTS) -> str:
     """The committed measurements as a Markdown table: minutes per chapter at both SCALEs."""
-    quick, full = measured_minutes("quick", results), measured_minutes("full", results)
-    data = json.loads((results / "book_times_full.json").read_text())
+    data = measurement("full", results)
+    quick, full = measured_minutes("quick", results), measured_minutes("full", data=data)
     lines = ["| chapter | quick SCALE | SCALE=full |", "| --- | ---: | ---: |"]
     lines += [f"| `{stem}` | {quick[stem]:.1f} min | {full[stem]:.1f} min |" for stem in full]
     lines.append(f"| **whole book** | **{sum(quick.values()):.1f} min** | "
