@@ -1,11 +1,12 @@
-"""Command line: ``python -m interpretable train|evaluate|compare|roar ...``.
+"""Command line: ``python -m interpretable train|evaluate|measure|compare|roar ...``.
 
 ``train``: under ``torchrun --nproc_per_node=N -m interpretable train ...`` the same command
 trains with DistributedDataParallel. ``evaluate RUN``: the CAM metrics of a trained run on the
 test set, resumable, with provenance (:func:`interpretable.metrics.evaluate_run`).
-``compare A B ...``: committed results of runs side by side, paired against the first
-(:mod:`interpretable.compare`). Bad options print one line (no traceback) and exit with
-status 2.
+``measure RUN``: the per-image gradient alignment of a finished run, written to
+``RUN/alignment.json`` (:mod:`interpretable.study.alignment`). ``compare A B ...``: committed
+results of runs side by side, paired against the first (:mod:`interpretable.compare`). Bad
+options print one line (no traceback) and exit with status 2.
 """
 
 from __future__ import annotations
@@ -177,6 +178,39 @@ def evaluate_main(parser: argparse.ArgumentParser, args: argparse.Namespace,
     return 0
 
 
+def _add_measure(sub) -> None:
+    m = sub.add_parser(
+        "measure", help="per-image gradient alignment of a finished run (RUN/alignment.json)",
+        description="Re-measure a finished run from RUN/final.pt: per-image cos(g, g~) of the "
+        "logit and of the loss gradient on the first N test images (METHODS.md section 2), "
+        "their means with 95%% intervals, and provenance, written atomically to "
+        "RUN/alignment.json.")
+    m.add_argument("run", metavar="RUN_DIR", help="a finished run folder (with final.pt)")
+    m.add_argument("--images", type=_positive_int, default=2000,
+                   help="the first N test images (default: 2000)")
+    m.add_argument("--out", default=None, metavar="FILE",
+                   help="where to write (default: RUN_DIR/alignment.json)")
+    m.add_argument("--data-root", default=None, help="folder holding cifar100.npz")
+    m.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
+
+
+def measure_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``python -m interpretable measure RUN``: write and print RUN/alignment.json's means."""
+    from interpretable.checks import one_line, parse_device
+    from interpretable.models import CheckpointError
+    from interpretable.study import alignment
+
+    try:
+        record = alignment.measure(args.run, args.images, device=parse_device(args.device),
+                                   data_root=args.data_root, out=args.out)
+    except (ValueError, FileNotFoundError, CheckpointError) as exc:
+        parser.exit(2, f"interpretable measure: error: {one_line(exc)}\n")
+    for kind, s in record["summary"].items():
+        print(f"{args.run}: cos(g, g~) of the {kind} gradient on {record['images']} test "
+              f"images: {s['mean']:.4f} [{s['low']:.4f}, {s['high']:.4f}]")
+    return 0
+
+
 def _add_compare(sub) -> None:
     about = ("The paper's table of each run's result files (means with 95%% intervals over "
              "images, top-1 from summary.json) and, for every run after the first, the paired "
@@ -282,6 +316,7 @@ def build_parser() -> argparse.ArgumentParser:
     a("--restart", action="store_true", help="ignore an existing checkpoint in --out")
     a("--no-progress", action="store_true", help="no progress bar or per-epoch lines")
     _add_evaluate(sub)
+    _add_measure(sub)
     _add_compare(sub)
     roar_cli.add_arguments(sub.add_parser(
         "roar", help="ROAR / KAR: retrain on images with the most salient pixels removed or kept",
@@ -317,6 +352,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return evaluate_main(parser, args, argv)
     if args.command == "compare":
         return compare_main(parser, args)
+    if args.command == "measure":
+        return measure_main(parser, args)
     if args.command == "roar":
         return roar_cli.run(args)
     if args.command == "train":

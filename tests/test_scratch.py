@@ -42,3 +42,146 @@ def test_commands_repeat_the_baseline_and_aligned_recipes():
     assert reg[reg.index("--lam-warmup") + 1] == "3" and "logit" in reg
     base = scratch.train_args("resnet18", 0.0, seed=1)
     assert "--lam-warmup" not in base and base[base.index("--seed") + 1] == "1"
+
+
+# --- per-image alignment (interpretable.study.alignment) and the from-scratch table ---------
+
+
+def _finished_tiny_run(folder, seed=0):
+    import torch
+
+    from interpretable import models
+
+    torch.manual_seed(seed)
+    folder.mkdir(parents=True, exist_ok=True)
+    net = models.create("resnet18", width=0.0625)
+    models.save_checkpoint(folder / "final.pt", net)
+    return net
+
+
+def test_measure_writes_per_image_cosines_that_an_independent_path_reproduces(tmp_path):
+    import numpy as np
+
+    from interpretable import data, mapstats
+    from interpretable.attribution import gradient, guided_backprop
+    from interpretable.study import alignment
+
+    net = _finished_tiny_run(tmp_path / "run").eval()
+    record = alignment.measure(tmp_path / "run", images=12)
+    assert record == alignment.read(tmp_path / "run") and record["images"] == 12
+    assert len(record["cos_logit"]) == len(record["cos_loss"]) == 12
+    # the logit gradient's cosine through the attribution methods (another code path)
+    x, y = data.cifar100("test").tensors(range(12))
+    expected = mapstats.cosine(gradient(net, x, y), guided_backprop(net, x, y)).numpy()
+    np.testing.assert_allclose(record["cos_logit"], expected, atol=1e-5)
+    s = record["summary"]["logit"]
+    assert s["low"] < s["mean"] < s["high"]
+    assert abs(s["mean"] - np.mean(record["cos_logit"])) < 1e-12
+    assert len(record["provenance"]["checkpoint_sha256"]) == 64
+
+
+def test_verify_catches_a_changed_value_and_a_changed_checkpoint(tmp_path):
+    import json
+
+    from interpretable.study import alignment
+
+    run = tmp_path / "run"
+    _finished_tiny_run(run)
+    alignment.measure(run, images=10)
+    check = alignment.verify(run, sample=4)
+    assert check["ok"], check["problems"]
+    assert len(check["images"]) == 4 and check["max_difference"] < 1e-4
+    record = json.loads((run / alignment.FILE).read_text())
+    record["cos_logit"] = [v + 0.01 for v in record["cos_logit"]]  # stale values
+    (run / alignment.FILE).write_text(json.dumps(record))
+    problems = alignment.verify(run, sample=4)["problems"]
+    assert any("summary of logit" in p for p in problems)
+    assert any("re-computed cosines differ" in p for p in problems)
+    _finished_tiny_run(run, seed=1)  # another network in final.pt
+    assert any("not the checkpoint" in p for p in alignment.verify(run)["problems"])
+
+
+def test_measure_names_what_is_missing(tmp_path, capsys):
+    import pytest
+
+    from interpretable.cli import main
+    from interpretable.study import alignment
+
+    with pytest.raises(FileNotFoundError, match="no final.pt"):
+        alignment.measure(tmp_path)
+    with pytest.raises(SystemExit) as exit_:
+        main(["measure", str(tmp_path)])
+    assert exit_.value.code == 2 and "no final.pt" in capsys.readouterr().err
+    _finished_tiny_run(tmp_path)
+    with pytest.raises(ValueError, match="images must be at least 2"):
+        alignment.measure(tmp_path, images=1)
+    assert main(["measure", str(tmp_path), "--images", "3", "--out", str(tmp_path / "a.json")]) == 0
+    assert "logit gradient on 3 test images" in capsys.readouterr().out
+    assert (tmp_path / "a.json").is_file() and not (tmp_path / alignment.FILE).exists()
+
+
+def _run(root, name, lam, acc=None, cos=None, epochs_done=20, align=None):
+    folder = root / name
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps({"lam": lam, "epochs": 20}))
+    (folder / "log.jsonl").write_text("{}\n" * epochs_done)
+    if acc is not None:
+        (folder / "summary.json").write_text(json.dumps({
+            "lam": lam, "epochs": 20, "test_acc": acc, "test_top5": acc + 20,
+            "test_align_logit": 1 - cos, "test_align_logit_ci": [0.99 - cos, 1.01 - cos],
+            "align_images": 2000}))
+    if align is not None:
+        (folder / "alignment.json").write_text(json.dumps({
+            "images": 2, "cos_logit": [align - 0.01, align + 0.01], "cos_loss": [0.0, 0.0],
+            "summary": {"logit": {"mean": align, "low": align - 0.1, "high": align + 0.1}}}))
+
+
+def _scratch_tree(root, lam02=True):
+    _run(root, "resnet18_baseline", 0.0, 65.0, 0.2, align=0.01)  # alignment.json wins
+    _run(root, "resnet18_regularized", 7.5e-3, 65.5, 0.012)
+    _run(root, "resnet18_aligned", 0.5, 45.0, 0.85)
+    _run(root, "scratch/resnet18/lam0_seed1", 0.0, 64.6, 0.011)
+    _run(root, "scratch/resnet18/lam0.05", 0.05, 64.0, 0.3)
+    _run(root, "scratch/resnet18/lam0.1", 0.1, 63.6, 0.6)
+    if lam02:
+        _run(root, "scratch/resnet18/lam0.2", 0.2, 60.0, 0.8)
+    else:
+        _run(root, "scratch/resnet18/lam0.2", 0.2, epochs_done=14)
+
+
+def test_table_gathers_the_reference_and_the_study_runs(tmp_path):
+    _scratch_tree(tmp_path, lam02=False)
+    rows = scratch.table(tmp_path, "resnet18")
+    assert [(r["lam"], r["seed"], r["variant"]) for r in rows] == [
+        (0.0, 0, "baseline"), (0.0, 1, "baseline"), (7.5e-3, 0, "loss"), (0.05, 0, "logit"),
+        (0.1, 0, "logit"), (0.2, 0, "logit"), (0.5, 0, "logit")]
+    base, seed1 = rows[0], rows[1]
+    assert base["cos"] == 0.01 and base["images"] == 2 and base["cos_low"] == 0.01 - 0.1
+    assert abs(seed1["cos"] - 0.011) < 1e-12 and seed1["images"] == 2000
+    assert abs(seed1["cos_low"] - (0.011 - 0.01)) < 1e-12
+    assert rows[5] == {"run": "scratch/resnet18/lam0.2", "variant": "logit", "lam": 0.2,
+                       "seed": 0, "finished": False, "epochs": 20, "epoch": 14}
+    assert scratch.table(tmp_path, "mobilenet_v2") == []
+
+
+def test_scratch_frame_marks_the_rule_and_the_figure_draws_finished_runs(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interpretable.book.scratch_curve import scratch_curve_figure, scratch_frame
+
+    _scratch_tree(tmp_path, lam02=False)
+    f = scratch_frame(tmp_path, ["resnet18"])
+    assert not f["lam_star"].any()  # lambda 0.2 is still training: the rule waits
+    _scratch_tree(tmp_path / "done")
+    f = scratch_frame(tmp_path / "done", ["resnet18", "mobilenet_v2"])
+    assert list(f.loc[f["lam_star"], "lam"]) == [0.1]  # 63.6 >= 65.0 - 1.5 > 60.0
+    assert list(f.loc[f["within"], "lam"]) == [0.0, 0.0, 7.5e-3, 0.05, 0.1]
+    assert set(f["arch"]) == {"resnet18"}
+    fig = scratch_curve_figure(f)
+    assert len(fig.axes) == 2  # one architecture: cos above, top-1 below
+    acc_ax = fig.axes[1]
+    drawn = {tuple(line.get_xdata()) for line in acc_ax.get_lines() if line.get_marker() == "D"}
+    assert (0.05, 0.1, 0.2, 0.5) in drawn  # the logit runs, by lambda
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert any("seed 1" in t for t in labels) and any("lambda^*" in t for t in labels)

@@ -321,6 +321,19 @@ def _authors_jobs() -> list[Job]:
 
 AUTHORS = _authors_jobs()
 
+
+def _measure(run: str) -> Job:
+    """Per-image cos(g, g~) of both gradients on the first 2,000 test images of a finished
+    run (``python -m interpretable measure``; interpretable.study.alignment)."""
+    return Job(f"{run}:alignment.json",
+               ["measure", f"reference/{run}", "--out", f"reference/{run}/alignment.json"],
+               (f"{run}/final.pt",), (f"{run}/alignment.json",))
+
+
+# The reference runs' alignment as the from-scratch runs report it (their summaries hold the
+# loss gradient on 1,000 images, or the logit gradient on 1,000): minutes, not hours.
+MEASURE = [_measure(r) for r in reference.RUNS]
+
 # ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
 # The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
@@ -338,7 +351,7 @@ JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:
                    + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
                    + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS]
-                   + REPLICATE_JOBS + AUTHORS[:4] + SCRATCH + AUTHORS[4:])
+                   + REPLICATE_JOBS + AUTHORS[:4] + MEASURE + SCRATCH + AUTHORS[4:])
 # ROAR / KAR (METHODS.md section 5; interpretable.roar): its pilot, rank files and grid, after
 # the from-scratch study (FastCAM judged by its own paper's measure; ~10 lane-hours)
 JOBS += roar_jobs(ConditionalJob, lambda: HERE)

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["LAMBDAS", "TOLERANCE", "LAM_WARMUP", "ALIGN_IMAGES", "BASELINES", "run_dir",
-           "train_args", "choose_lambda", "mobilenet_lambda", "summary"]
+           "train_args", "choose_lambda", "mobilenet_lambda", "summary", "table"]
 
 #: lambda values trained from scratch (ResNet-18); the rule picks among them.
 LAMBDAS: tuple[float, ...] = (0.05, 0.1, 0.2)
@@ -82,3 +82,58 @@ def mobilenet_lambda(root: str | Path) -> tuple[float | None, float] | None:
     star = choose_lambda(json.loads(base.read_text())["test_acc"],
                          {lam: s["test_acc"] for lam, s in runs.items()})
     return star, (star if star is not None else min(LAMBDAS))
+
+
+def _row(folder: Path, run: str, variant: str, seed: int) -> dict[str, Any]:
+    """One run of :func:`table`: the summary's accuracy, cos(g, g~) of the logit gradient
+    (from ``alignment.json`` when there is one, else from the summary), or the epochs done."""
+    from . import alignment
+
+    config = json.loads((folder / "config.json").read_text()) if (
+        folder / "config.json").is_file() else {}
+    row: dict[str, Any] = {"run": run, "variant": variant, "lam": float(config.get("lam", 0.0)),
+                           "seed": seed, "finished": False, "epochs": config.get("epochs")}
+    s = folder / "summary.json"
+    if not s.is_file():
+        log = folder / "log.jsonl"
+        row["epoch"] = len(log.read_text().splitlines()) if log.is_file() else 0
+        return row
+    s = json.loads(s.read_text())
+    row.update(finished=True, epoch=s["epochs"], lam=float(s["lam"]), top1=s["test_acc"],
+               top5=s["test_top5"])
+    measured = alignment.read(folder)
+    if measured is not None:
+        c = measured["summary"]["logit"]
+        row.update(cos=c["mean"], cos_low=c["low"], cos_high=c["high"],
+                   images=measured["images"])
+    else:
+        lo, hi = s["test_align_logit_ci"]
+        row.update(cos=1 - s["test_align_logit"], cos_low=1 - hi, cos_high=1 - lo,
+                   images=s["align_images"])
+    return row
+
+
+def table(root: str | Path, arch: str) -> list[dict[str, Any]]:
+    """Every from-scratch run of ``arch`` (20 epochs, ``cpu`` preset), the reference runs
+    included, sorted by lambda then seed.
+
+    Rows: ``run`` (folder below ``root``), ``variant`` ("baseline" for lambda 0, "loss" for
+    the paper-lambda reference run, which aligns the loss gradient without a ramp, "logit"
+    for the others), ``lam``, ``seed``, ``finished``, ``epoch`` / ``epochs``; finished runs
+    add ``top1``, ``top5`` (all 10,000 test images) and ``cos`` with ``cos_low`` /
+    ``cos_high`` (mean cos(g, g~) of the logit gradient, 95% interval) on ``images`` test
+    images. Runs whose folder does not exist yet are left out.
+    """
+    root = Path(root)
+    rows = []
+    for kind, variant in (("baseline", "baseline"), ("regularized", "loss"),
+                          ("aligned", "logit")):
+        folder = root / f"{arch}_{kind}"
+        if folder.is_dir():
+            rows.append(_row(folder, folder.name, variant, 0))
+    for lam, seed in [(0.0, 1)] + [(lam, 0) for lam in LAMBDAS]:
+        folder = run_dir(root, arch, lam, seed)
+        if folder.is_dir():
+            rows.append(_row(folder, str(folder.relative_to(root)),
+                             "baseline" if lam == 0 else "logit", seed))
+    return sorted(rows, key=lambda r: (r["lam"], r["seed"]))
