@@ -148,6 +148,20 @@ def test_verdict_counts_and_replicate_agreement():
     assert not agree["replicates"].any()
 
 
+def test_beyond_seed_counts_clear_effects_larger_than_the_seed():
+    base = rows()
+    strong = paired_comparison(base, rows(seed=1, shift=-3.0))   # every cell clear, ~3 points
+    seed = paired_comparison(base, rows(seed=2))                 # noise only
+    out = bm.beyond_seed(strong, seed)
+    assert out["counts"].all() and (out["verdict"] != "no clear difference").all()
+    assert list(out.columns) == ["effect", "verdict", "seed alone", "seed verdict", "counts"]
+    # a seed that moves as much as the run: nothing counts, though every verdict is clear
+    out = bm.beyond_seed(strong, paired_comparison(base, rows(seed=3, shift=-5.0)))
+    assert not out["counts"].any()
+    # noise against a strong seed: no clear verdict, nothing counts
+    assert not bm.beyond_seed(seed, strong)["counts"].any()
+
+
 def test_paper_directions():
     tables = {"net_baseline": rows(), "net_regularized": rows(seed=1, shift=-3.0)}
     paper = {"net_baseline": {"AD": 30.0, "AG": 10.0},

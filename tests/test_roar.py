@@ -396,3 +396,30 @@ def test_scheduler_jobs_wait_for_the_pilot_then_run_the_grid(tmp_path, monkeypat
     (tmp_path / cell.name).mkdir(parents=True)
     (tmp_path / cell.name / "last.pt").write_bytes(b"")
     assert cell.started() and not cell.done()
+
+
+def test_roar_figure_draws_each_method_per_mode_with_the_seed_band():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interpretable.book.roar import roar_figure
+
+    rows = [{"mode": "unmodified", "method": None, "fraction": None, "top1": 60.0}]
+    for mode in plan.MODES:
+        for method in ("random", "gradcam"):
+            for t in (0.9, 0.1, 0.5):  # any order: drawn by fraction
+                rows.append({"mode": mode, "method": method, "fraction": t,
+                             "top1": 50.0 + 10 * t if mode == "kar" else 50.0 - 10 * t})
+    fig = roar_figure(rows, seeds=(59.0, 61.5))
+    roar_ax, kar_ax = fig.axes
+    drawn = [line for line in roar_ax.get_lines() if line.get_marker() == "o"]
+    assert len(drawn) == 2
+    assert all(list(line.get_xdata()) == [10.0, 50.0, 90.0] for line in drawn)
+    assert list(drawn[1].get_ydata()) == [49.0, 45.0, 41.0]
+    band = roar_ax.patches[0]
+    low, high = band.get_y(), band.get_y() + band.get_height()
+    assert (low, high) == pytest.approx((59.0, 61.5))  # the seeds and the unmodified run
+    assert "Grad-CAM" in [t.get_text() for t in fig.legends[0].get_texts()]
+    assert kar_ax.get_title().startswith("KAR")
+    with pytest.raises(ValueError, match="no finished ROAR or KAR cell"):
+        roar_figure(rows[:1])

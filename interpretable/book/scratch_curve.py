@@ -14,7 +14,7 @@ import numpy as np
 from . import style
 from .training import ARCH_NAMES, COLLAPSE, _figure
 
-__all__ = ["scratch_frame", "scratch_curve_figure"]
+__all__ = ["scratch_frame", "scratch_table", "scratch_curve_figure"]
 
 
 def scratch_frame(root: str | Path | None = None,
@@ -22,7 +22,8 @@ def scratch_frame(root: str | Path | None = None,
     """Every from-scratch run of ``archs`` as one pandas table.
 
     The rows of :func:`interpretable.study.scratch.table` with ``arch`` added, and for
-    finished runs ``threshold`` (the seed-0 baseline's top-1 minus the rule's 1.5 points),
+    finished runs ``baseline_top1`` (the seed-0 baseline's), ``threshold`` (that minus the
+    rule's 1.5 points),
     ``within`` (top-1 at least the threshold), ``collapsed`` (top-1 below
     :data:`~interpretable.book.training.COLLAPSE` times the baseline's) and ``lam_star`` (the
     run rule 1 picks: ResNet-18 only, once all its runs are finished).
@@ -41,6 +42,7 @@ def scratch_frame(root: str | Path | None = None,
         base = t[(t["run"] == scratch.BASELINES[arch]) & t["finished"]]
         if len(base) and "top1" in t:
             top = float(base["top1"].iloc[0])
+            t["baseline_top1"] = top
             t["threshold"] = top - scratch.TOLERANCE
             t["within"] = t["finished"] & (t["top1"] >= t["threshold"])
             t["collapsed"] = t["finished"] & (t["top1"] < COLLAPSE * top)
@@ -51,6 +53,28 @@ def scratch_frame(root: str | Path | None = None,
     if not frames:
         raise FileNotFoundError(f"no from-scratch run of {list(archs)} in {folder}")
     return pd.concat(frames, ignore_index=True)
+
+
+def scratch_table(frame: Any) -> Any:
+    """:func:`scratch_frame` for reading: one row per run (``network``, ``lambda``, ``seed``),
+    with ``top-1 %``, ``vs baseline`` (points against the seed-0 baseline), ``cos(g, g~)
+    [95% CI]`` and ``state`` ("finished", or "epoch k of n" while it trains)."""
+    import pandas as pd
+
+    rows = []
+    for _, r in frame.iterrows():
+        row = {"network": ARCH_NAMES.get(r["arch"], r["arch"]), "lambda": r["lam"],
+               "seed": r["seed"], "gradient": "-" if r["variant"] == "baseline" else r["variant"]}
+        if r["finished"]:
+            row.update({"top-1 %": r["top1"],
+                        "vs baseline": r["top1"] - r["baseline_top1"],
+                        "cos(g, g~) [95% CI]": f"{r['cos']:.3f} [{r['cos_low']:.3f}, "
+                                               f"{r['cos_high']:.3f}]",
+                        "state": "finished"})
+        else:
+            row["state"] = f"epoch {r['epoch']} of {r['epochs']}"
+        rows.append(row)
+    return pd.DataFrame(rows).round({"top-1 %": 2, "vs baseline": 2})
 
 
 #: lambda ticks (log axis)

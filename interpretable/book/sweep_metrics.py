@@ -1,6 +1,7 @@
 """The lambda sweep's CAM metrics for the metric tables chapter: each sweep run paired against its
 control, the panels of those differences against lambda, and how the replicates with another
-seed agree.
+seed agree; the same reading for a run trained once (:func:`beyond_seed`, the from-scratch
+study).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from .metrics import (  # noqa: F401
     method_order,
 )
 
-__all__ = ['sweep_differences', 'sweep_figure', 'replicate_agreement']
+__all__ = ['sweep_differences', 'sweep_figure', 'replicate_agreement', 'beyond_seed']
 
 
 def sweep_differences(tables: Mapping[str, Any], info: Mapping[str, Mapping[str, Any]],
@@ -174,3 +175,24 @@ def replicate_agreement(seed0, seed1, alone, digits: int = 2):
     return pd.DataFrame({"seed 0": e0["difference"], "seed 1": e1["difference"],
                          "seed alone": a["difference"], "replicates": replicates,
                          "beyond seed": beyond}).round(digits)
+
+
+def beyond_seed(effect, alone, digits: int = 2):
+    """A run trained once against its baseline, beside what another seed alone does.
+
+    ``effect``: :func:`~interpretable.tables.paired_comparison` of the baseline and the run;
+    ``alone``: of the baseline and the baseline trained with another seed, on the same images.
+    The reading of :func:`replicate_agreement` for one seed: an effect **counts** when its
+    verdict is clear (better or worse) and it is larger in size than the seed's own
+    difference in that cell. Returns a DataFrame indexed by (method, metric): ``effect``,
+    ``verdict``, ``seed alone`` (points), ``seed verdict`` and ``counts``.
+    """
+    import pandas as pd
+
+    e, a = (t.set_index(["method", "metric"]) for t in (effect, alone))
+    a = a.reindex(e.index)
+    counts = (e["verdict"] != "no clear difference") & (e["difference"].abs()
+                                                         > a["difference"].abs())
+    return pd.DataFrame({"effect": e["difference"].round(digits), "verdict": e["verdict"],
+                         "seed alone": a["difference"].round(digits),
+                         "seed verdict": a["verdict"], "counts": counts})

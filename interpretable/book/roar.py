@@ -1,0 +1,75 @@
+"""ROAR and KAR curves for the FastCAM chapter: retrained test top-1 against the fraction of
+pixels removed (ROAR) or kept (KAR), per method, from the committed cell summaries
+(:func:`interpretable.roar.table`) alone.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import style
+from .training import _figure
+
+__all__ = ["roar_figure"]
+
+_TITLES = {"roar": "ROAR: the top fraction removed\n(lower = the map found more)",
+           "kar": "KAR: only the top fraction kept\n(higher = the map found more)"}
+
+
+def _label(method: str) -> str:
+    from ..attribution import METHODS
+
+    return METHODS[method].name if method in METHODS else method
+
+
+def roar_figure(rows: Sequence[Mapping[str, Any]],
+                seeds: Sequence[float] = ()) -> Any:
+    """Retrained test top-1 (%) against the fraction t, one panel per mode (ROAR, KAR).
+
+    ``rows``: :func:`interpretable.roar.table` (finished cells: ``mode``, ``method``,
+    ``fraction``, ``top1``). One line per method in its book colour, the seeded random map in
+    grey and dashed; the ``unmodified`` retrain (original images) as a black line; ``seeds``:
+    top-1 of further unmodified retrains (the pilot's seeds), drawn as a grey band from the
+    lowest to the highest unmodified top-1, the spread training randomness alone gives.
+    Returns a ``matplotlib.figure.Figure``.
+    """
+    from matplotlib.lines import Line2D
+
+    cells = [r for r in rows if r["mode"] in _TITLES]
+    if not cells:
+        raise ValueError("rows hold no finished ROAR or KAR cell")
+    unmodified = [r["top1"] for r in rows if r["mode"] == "unmodified"]
+    fig = _figure(9.5, 4.2)
+    axes = fig.subplots(1, 2, sharey=True)
+    methods = list(dict.fromkeys(r["method"] for r in cells))
+    for ax, mode in zip(axes, _TITLES, strict=True):
+        for method in methods:
+            pts = sorted((r["fraction"], r["top1"]) for r in cells
+                         if r["mode"] == mode and r["method"] == method)
+            if not pts:
+                continue
+            t, top1 = np.array(pts).T
+            random = method == "random"
+            ax.plot(t * 100, top1, marker="o", linestyle="--" if random else "-",
+                    color=style.PALETTE["grey"] if random else style.color(_label(method)))
+        if unmodified:
+            ax.axhline(unmodified[0], color=style.color("unmodified"), linewidth=1)
+            spread = [*unmodified, *seeds]
+            if len(spread) > 1:
+                ax.axhspan(min(spread), max(spread), color=style.PALETTE["grey"], alpha=0.2)
+        ax.set_title(_TITLES[mode])
+        ax.set_xlabel("fraction t of the pixels (%)")
+        ax.grid(alpha=0.3)
+    axes[0].set_ylabel("test top-1 of the retrained network (%)")
+    handles = [Line2D([], [], marker="o", color=style.PALETTE["grey"] if m == "random"
+                      else style.color(_label(m)), linestyle="--" if m == "random" else "-",
+                      label=_label(m) + (" map (seeded)" if m == "random" else ""))
+               for m in methods]
+    if unmodified:
+        handles.append(Line2D([], [], color=style.color("unmodified"),
+                              label="unmodified images" + (", spread of seeds" if seeds else "")))
+    fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
+    return fig
