@@ -168,11 +168,15 @@ def test_scratch_frame_marks_the_rule_and_the_figure_draws_finished_runs(tmp_pat
     import matplotlib
 
     matplotlib.use("Agg")
-    from interpretable.book.scratch_curve import scratch_curve_figure, scratch_frame
+    from interpretable.book.scratch_curve import scratch_curve_figure, scratch_frame, scratch_table
 
     _scratch_tree(tmp_path, lam02=False)
     f = scratch_frame(tmp_path, ["resnet18"])
     assert not f["lam_star"].any()  # lambda 0.2 is still training: the rule waits
+    t = scratch_table(f).set_index(["lambda", "seed"])
+    assert t.loc[(0.2, 0), "state"] == "epoch 14 of 20"
+    assert t.loc[(0.1, 0), "vs baseline"] == -1.4 and t.loc[(0.0, 0), "network"] == "ResNet-18"
+    assert t.loc[(0.0, 0), "cos(g, g~) [95% CI]"] == "0.010 [-0.090, 0.110]"
     _scratch_tree(tmp_path / "done")
     f = scratch_frame(tmp_path / "done", ["resnet18", "mobilenet_v2"])
     assert list(f.loc[f["lam_star"], "lam"]) == [0.1]  # 63.6 >= 65.0 - 1.5 > 60.0
@@ -185,3 +189,11 @@ def test_scratch_frame_marks_the_rule_and_the_figure_draws_finished_runs(tmp_pat
     assert (0.05, 0.1, 0.2, 0.5) in drawn  # the logit runs, by lambda
     labels = [t.get_text() for t in fig.legends[0].get_texts()]
     assert any("seed 1" in t for t in labels) and any("lambda^*" in t for t in labels)
+
+
+def test_markdown_lists_finished_and_training_runs(tmp_path):
+    _scratch_tree(tmp_path, lam02=False)
+    text = scratch.markdown(tmp_path, "resnet18")
+    assert ("| `resnet18_baseline` | 0 | 0 | baseline | 65.00 | 85.00 "
+            "| 0.0100 [-0.0900, 0.1100] | 2 |") in text
+    assert "| `scratch/resnet18/lam0.2` | 0.2 | 0 | | epoch 14 of 20 | | | |" in text

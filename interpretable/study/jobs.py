@@ -255,6 +255,14 @@ ALIGNED_METRICS = [_evaluate("resnet18_aligned", CAMS),
                              "metrics_scorecam.csv.gz")]
 
 
+def _measure(run: str) -> Job:
+    """Per-image cos(g, g~) of both gradients on the first 2,000 test images of a finished
+    run (``python -m interpretable measure``; interpretable.study.alignment)."""
+    return Job(f"{run}:alignment.json",
+               ["measure", f"reference/{run}", "--out", f"reference/{run}/alignment.json"],
+               (f"{run}/final.pt",), (f"{run}/alignment.json",))
+
+
 def _scratch_train(arch: str, lam: float, seed: int = 0) -> Job:
     name = str(scratch.run_dir("", arch, lam, seed))
     return _train(name, *scratch.train_args(arch, lam, seed)[1:])
@@ -286,9 +294,15 @@ def _scratch_jobs() -> list[Job]:
             for lam in scratch.LAMBDAS for j in [_scratch_train("mobilenet_v2", lam)]]
     mnv2_metrics = [ConditionalJob(j.name, j.args, j.needs, j.makes, wanted=_mobilenet_at(lam))
                     for lam in scratch.LAMBDAS for j in _scratch_metrics("mobilenet_v2", lam)]
-    return ([_scratch_train("resnet18", lam, seed) for lam, seed in r18] + mnv2
+    # per-image alignment (minutes each) right after each run, for the chapter's checks
+    measure = [_measure(str(scratch.run_dir("", "resnet18", lam, seed))) for lam, seed in r18]
+    measure += [ConditionalJob(j.name, j.args, j.needs, j.makes, wanted=_mobilenet_at(lam))
+                for lam in scratch.LAMBDAS
+                for j in [_measure(str(scratch.run_dir("", "mobilenet_v2", lam)))]]
+    mnv2_seed1 = str(scratch.run_dir("", "mobilenet_v2", 0.0, 1))
+    return ([_scratch_train("resnet18", lam, seed) for lam, seed in r18] + mnv2 + measure
             + [m for lam, seed in r18 for m in _scratch_metrics("resnet18", lam, seed)]
-            + [_scratch_train("mobilenet_v2", 0.0, 1)] + mnv2_metrics
+            + [_scratch_train("mobilenet_v2", 0.0, 1), _measure(mnv2_seed1)] + mnv2_metrics
             + _scratch_metrics("mobilenet_v2", 0.0, 1))
 
 
@@ -320,14 +334,6 @@ def _authors_jobs() -> list[Job]:
 
 
 AUTHORS = _authors_jobs()
-
-
-def _measure(run: str) -> Job:
-    """Per-image cos(g, g~) of both gradients on the first 2,000 test images of a finished
-    run (``python -m interpretable measure``; interpretable.study.alignment)."""
-    return Job(f"{run}:alignment.json",
-               ["measure", f"reference/{run}", "--out", f"reference/{run}/alignment.json"],
-               (f"{run}/final.pt",), (f"{run}/alignment.json",))
 
 
 # The reference runs' alignment as the from-scratch runs report it (their summaries hold the

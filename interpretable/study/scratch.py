@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["LAMBDAS", "TOLERANCE", "LAM_WARMUP", "ALIGN_IMAGES", "BASELINES", "run_dir",
-           "train_args", "choose_lambda", "mobilenet_lambda", "summary", "table"]
+           "train_args", "choose_lambda", "mobilenet_lambda", "summary", "table", "markdown"]
 
 #: lambda values trained from scratch (ResNet-18); the rule picks among them.
 LAMBDAS: tuple[float, ...] = (0.05, 0.1, 0.2)
@@ -137,3 +137,29 @@ def table(root: str | Path, arch: str) -> list[dict[str, Any]]:
             rows.append(_row(folder, str(folder.relative_to(root)),
                              "baseline" if lam == 0 else "logit", seed))
     return sorted(rows, key=lambda r: (r["lam"], r["seed"]))
+
+
+def markdown(root: str | Path, arch: str) -> str:
+    """The from-scratch runs of ``arch`` as a Markdown table (for READMEs and notes)."""
+    lines = ["| run | lambda | seed | gradient | top-1 % | top-5 % | cos(g, g~) [95% CI] "
+             "| images |", "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for r in table(root, arch):
+        if not r["finished"]:
+            lines.append(f"| `{r['run']}` | {r['lam']:g} | {r['seed']} | | epoch {r['epoch']} "
+                         f"of {r['epochs']} | | | |")
+            continue
+        lines.append(f"| `{r['run']}` | {r['lam']:g} | {r['seed']} | {r['variant']} "
+                     f"| {r['top1']:.2f} | {r['top5']:.2f} | {r['cos']:.4f} [{r['cos_low']:.4f}, "
+                     f"{r['cos_high']:.4f}] | {r['images']} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":  # python -m interpretable.study.scratch [ROOT]: the tables
+    import sys
+
+    from .reference import find_root
+
+    here = find_root(sys.argv[1] if len(sys.argv) > 1 else None)
+    for name in BASELINES:
+        print(f"## {name}\n\n{markdown(here, name)}\n")
+    print(f"rule: {mobilenet_lambda(here)}")
