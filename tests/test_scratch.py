@@ -28,6 +28,13 @@ def test_mobilenet_waits_for_every_resnet_run_then_follows_the_rule(tmp_path):
     assert scratch.mobilenet_lambda(tmp_path) is None  # lambda 0.2 unfinished
     _summary(tmp_path, "resnet18", 0.2, 63.5)
     assert scratch.mobilenet_lambda(tmp_path) == (0.1, 0.1)
+    # known as soon as it is certain: 0.2 outside, 0.1 inside, 0.05 cannot change it
+    (scratch.run_dir(tmp_path, "resnet18", 0.05) / "summary.json").unlink()
+    assert scratch.mobilenet_lambda(tmp_path) == (0.1, 0.1)
+    (scratch.run_dir(tmp_path, "resnet18", 0.1) / "summary.json").unlink()
+    assert scratch.mobilenet_lambda(tmp_path) is None  # 0.2 outside, 0.1 unfinished
+    _summary(tmp_path, "resnet18", 0.2, 63.6)
+    assert scratch.mobilenet_lambda(tmp_path) == (0.2, 0.2)  # the largest inside: certain
     _summary(tmp_path, "resnet18", 0.05, 60.0)
     _summary(tmp_path, "resnet18", 0.1, 60.0)
     _summary(tmp_path, "resnet18", 0.2, 60.0)

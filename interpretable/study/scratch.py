@@ -74,14 +74,24 @@ def choose_lambda(baseline_acc: float, runs: dict[float, float],
 
 def mobilenet_lambda(root: str | Path) -> tuple[float | None, float] | None:
     """Rule 2: ``(ResNet-18's from-scratch lambda* or None, the lambda MobileNet-V2 trains
-    at)``; None until the baseline and every ResNet-18 run of :data:`LAMBDAS` are finished."""
+    at)``; None while the answer is not certain.
+
+    The answer is certain once the baseline is finished and, from the largest lambda of
+    :data:`LAMBDAS` down, every run is finished and outside the tolerance up to the first
+    one inside it (lambda*: the smaller runs cannot change it), or all of them are (no
+    lambda*). The outcome is :func:`choose_lambda`'s over all runs; it is only known earlier.
+    """
     base = Path(root) / BASELINES["resnet18"] / "summary.json"
-    runs = {lam: summary(root, "resnet18", lam) for lam in LAMBDAS}
-    if not base.is_file() or any(s is None for s in runs.values()):
+    if not base.is_file():
         return None
-    star = choose_lambda(json.loads(base.read_text())["test_acc"],
-                         {lam: s["test_acc"] for lam, s in runs.items()})
-    return star, (star if star is not None else min(LAMBDAS))
+    base_acc = json.loads(base.read_text())["test_acc"]
+    for lam in sorted(LAMBDAS, reverse=True):
+        s = summary(root, "resnet18", lam)
+        if s is None:
+            return None
+        if choose_lambda(base_acc, {lam: s["test_acc"]}) is not None:
+            return lam, lam
+    return None, min(LAMBDAS)
 
 
 def _row(folder: Path, run: str, variant: str, seed: int) -> dict[str, Any]:
