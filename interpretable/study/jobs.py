@@ -346,6 +346,11 @@ AUTHORS = _authors_jobs()
 # loss gradient on 1,000 images, or the logit gradient on 1,000): minutes, not hours.
 MEASURE = [_measure(r) for r in reference.RUNS]
 
+# lambda*'s Insertion/Deletion under the authors' conventions (minutes: 4 curve steps) right
+# after the first metrics of the from-scratch study
+_AFTER_FIRST = 1 + max(i for i, j in enumerate(SCRATCH)
+                       if j.name == f"{scratch.run_dir('', 'resnet18', 0.0, 1)}:metrics.csv.gz")
+
 # ResNet-18's full-test-set metrics first: the book's metric chapter waits for them. Each
 # aligned run starts as soon as its sweep is complete (a lane takes the first ready job).
 # The aligned ResNet-18's metrics complete ResNet-18's comparisons in chapter 6; then
@@ -363,7 +368,8 @@ JOBS: list[Job] = (REFERENCE + METRICS[:2] + _sweep_jobs("resnet18") + ALIGNED[:
                    + SWEEP_METRICS["mobilenet_v2"][:_N_FIRST] + ALIGNED_METRICS[1:2]
                    + METRICS[4:] + ALIGNED_METRICS[2:] + SWEEP_METRICS["mobilenet_v2"][_N_FIRST:]
                    + [_conditional(_evaluate(j.name, NO_SCORECAM, "2000")) for j in MOBILENET_LOSS]
-                   + REPLICATE_JOBS + AUTHORS[:4] + MEASURE + SCRATCH + AUTHORS[4:])
+                   + REPLICATE_JOBS + AUTHORS[:4] + MEASURE + SCRATCH[:_AFTER_FIRST]
+                   + AUTHORS[4:] + SCRATCH[_AFTER_FIRST:])
 # ROAR / KAR (METHODS.md section 5; interpretable.roar): its pilot, rank files and grid, after
 # the from-scratch study (FastCAM judged by its own paper's measure; ~10 lane-hours)
 JOBS += roar_jobs(ConditionalJob, lambda: HERE)
