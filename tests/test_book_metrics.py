@@ -160,6 +160,11 @@ def test_beyond_seed_counts_clear_effects_larger_than_the_seed():
     assert not out["counts"].any()
     # noise against a strong seed: no clear verdict, nothing counts
     assert not bm.beyond_seed(seed, strong)["counts"].any()
+    table = bm.seed_summary({"strong": bm.beyond_seed(strong, seed),
+                             "noise": bm.beyond_seed(seed, strong)})
+    assert table.loc["strong", "count"] == table.loc["strong", "cells"] == 15
+    assert table.loc["noise", "count"] == 0 and table.loc["noise", "which"] == ""
+    assert "Grad-CAM AD better" in table.loc["strong", "which"].split(", ")
 
 
 def test_paper_directions():

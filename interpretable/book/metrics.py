@@ -295,6 +295,7 @@ def top1_from_rows(table) -> float:
 # these names live in modules beside this one and are served from here on first use
 _MOVED = {"sweep_differences": "sweep_metrics", "sweep_figure": "sweep_metrics",
           "replicate_agreement": "sweep_metrics", "beyond_seed": "sweep_metrics",
+          "seed_summary": "sweep_metrics",
           "paired_heatmap": "paired",
           "verdict_counts": "paired", "paper_directions": "paired"}
 

@@ -19,7 +19,8 @@ from .metrics import (  # noqa: F401
     method_order,
 )
 
-__all__ = ['sweep_differences', 'sweep_figure', 'replicate_agreement', 'beyond_seed']
+__all__ = ['sweep_differences', 'sweep_figure', 'replicate_agreement', 'beyond_seed',
+           'seed_summary']
 
 
 def sweep_differences(tables: Mapping[str, Any], info: Mapping[str, Mapping[str, Any]],
@@ -196,3 +197,21 @@ def beyond_seed(effect, alone, digits: int = 2):
     return pd.DataFrame({"effect": e["difference"].round(digits), "verdict": e["verdict"],
                          "seed alone": a["difference"].round(digits),
                          "seed verdict": a["verdict"], "counts": counts})
+
+
+def seed_summary(readings):
+    """One line per comparison of ``readings`` (``{name: beyond_seed(...)}``): ``cells``
+    (with a seed yardstick), ``clear verdicts``, ``count`` (clear and larger than the seed's
+    own difference) and ``which`` (those cells, "method metric verdict", comma-separated)."""
+    import pandas as pd
+
+    rows = {}
+    for name, r in readings.items():
+        r = r[r["seed verdict"].notna()]
+        counted = r[r["counts"]]
+        rows[name] = {"cells": len(r),
+                      "clear verdicts": int((r["verdict"] != "no clear difference").sum()),
+                      "count": len(counted),
+                      "which": ", ".join(f"{m} {k} {v}" for (m, k), v
+                                         in counted["verdict"].items())}
+    return pd.DataFrame(rows).T
