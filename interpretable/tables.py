@@ -1,6 +1,7 @@
 """Tables of per-image results and their statistics (METHODS.md section 5): the summaries of
 one :func:`interpretable.metrics.evaluate` table (means with Student-t intervals per method
-and metric, the paper's layout, a plain-text table) and the paired comparison of two.
+and metric, the paper's layout, a plain-text table), the paired comparison of two, and how a
+comparison reads against what another training seed alone does (:func:`beyond_seed`, pandas).
 
 Every table takes the metrics, their paper names and which direction is better from
 :data:`interpretable.metrics.METRICS`, and every interval is
@@ -27,6 +28,8 @@ __all__ = [
     "paired_comparison",
     "paired_grid",
     "paired_images",
+    "beyond_seed",
+    "seed_summary",
 ]
 
 
@@ -287,3 +290,42 @@ def paired_grid(comparison):
                                    c["bonferroni verdict"], strict=True)]
     return (c.assign(cell=text).pivot(index="method", columns="metric", values="cell")
             .reindex(index=list(dict.fromkeys(c["method"])), columns=[m.name for m in METRICS]))
+
+
+def beyond_seed(effect, alone, digits: int = 2):
+    """A run trained once against its baseline, beside what another seed alone does.
+
+    ``effect``: :func:`paired_comparison` (DataFrame) of the baseline and the run; ``alone``:
+    of the baseline and the baseline trained with another seed, on the same images. The
+    reading of the sweep's replicates for one seed: an effect **counts** when its verdict is
+    clear (better or worse) and it is larger in size than the seed's own difference in that
+    cell. Returns a DataFrame indexed by (method, metric): ``effect``,
+    ``verdict``, ``seed alone`` (points), ``seed verdict`` and ``counts``.
+    """
+    import pandas as pd
+
+    e, a = (t.set_index(["method", "metric"]) for t in (effect, alone))
+    a = a.reindex(e.index)
+    counts = (e["verdict"] != "no clear difference") & (e["difference"].abs()
+                                                         > a["difference"].abs())
+    return pd.DataFrame({"effect": e["difference"].round(digits), "verdict": e["verdict"],
+                         "seed alone": a["difference"].round(digits),
+                         "seed verdict": a["verdict"], "counts": counts})
+
+
+def seed_summary(readings):
+    """One line per comparison of ``readings`` (``{name: beyond_seed(...)}``): ``cells``
+    (with a seed yardstick), ``clear verdicts``, ``count`` (clear and larger than the seed's
+    own difference) and ``which`` (those cells, "method metric verdict", comma-separated)."""
+    import pandas as pd
+
+    rows = {}
+    for name, r in readings.items():
+        r = r[r["seed verdict"].notna()]
+        counted = r[r["counts"]]
+        rows[name] = {"cells": len(r),
+                      "clear verdicts": int((r["verdict"] != "no clear difference").sum()),
+                      "count": len(counted),
+                      "which": ", ".join(f"{m} {k} {v}" for (m, k), v
+                                         in counted["verdict"].items())}
+    return pd.DataFrame(rows).T

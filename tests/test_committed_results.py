@@ -1,11 +1,12 @@
 """The committed per-image results against an independent recomputation.
 
-Every complete result file under ``reference/`` (``<run>/metrics*.csv.gz`` and the sweep's,
-the ones chapter 6 reads) gets a few seeded random images recomputed without the code that
-wrote them: Grad-CAM and Grad-CAM++ maps from pytorch-grad-cam, Score-CAM from a loop written
-here (METHODS.md section 3: one masked forward per channel), FastCAM in float64 numpy with
-scipy's Gamma fit times pytorch-grad-cam's Grad-CAM (section 4), and Y, O, AD, AG, AI,
-insertion and deletion from the slow one-image references of ``_references.py`` (section 5).
+Every complete result file under ``reference/`` (``<run>/metrics*.csv.gz``, the sweep's, the
+replicates' and the from-scratch runs', the ones chapter 6 reads) gets a few seeded random
+images recomputed without the code that wrote them: Grad-CAM and Grad-CAM++ maps from
+pytorch-grad-cam, Score-CAM from a loop written here (METHODS.md section 3: one masked
+forward per channel), FastCAM in float64 numpy with scipy's Gamma fit times
+pytorch-grad-cam's Grad-CAM (section 4), and Y, O, AD, AG, AI, insertion and deletion from
+the slow one-image references of ``_references.py`` (section 5).
 
 Tolerances: the peer's maps differ from ours by float rounding (``test_cam.py``: < 1e-4 after
 min-max), and one image alone instead of a batch changes the probabilities by rounding.
@@ -40,14 +41,16 @@ TOL_O = {"FastCAM": 5e-4}  # scipy's Gamma fit stops at its own tolerance
 
 
 def _is_sweep_like(path):
-    """A 2,000-image file of a sweep run or of its replicate (another seed)."""
-    return bool({"sweep", "replicates"} & set(path.parts))
+    """A file of a sweep run, of its replicate (another seed) or of a from-scratch run: many
+    such files, a sample of each."""
+    return bool({"sweep", "replicates", "scratch"} & set(path.parts))
 
 
 def _files():
     root = reference.find_root()
     found = sorted(root.glob("*/metrics*.csv.gz")) + sorted(root.glob("sweep/*/*/metrics.csv.gz")) \
-        + sorted(root.glob("replicates/*/*/metrics.csv.gz"))
+        + sorted(root.glob("replicates/*/*/metrics.csv.gz")) \
+        + sorted(root.glob("scratch/*/*/metrics*.csv.gz"))
     return [f for f in found if provenance_path(f).is_file() and (f.parent / "final.pt").is_file()]
 
 
@@ -116,7 +119,7 @@ def test_there_are_committed_results_to_check():
     assert FILES, f"no complete result file under {reference.find_root()}"
 
 
-@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[2]))
+@pytest.mark.parametrize("path", FILES, ids=lambda p: str(p.relative_to(p.parents[3]))
                          if _is_sweep_like(p) else f"{p.parent.name}/{p.name}")
 def test_committed_rows_equal_an_independent_recomputation(path, test_set):
     rows = read_results(path)

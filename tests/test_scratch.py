@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from interpretable.study import scratch
 
 
@@ -204,3 +206,85 @@ def test_markdown_lists_finished_and_training_runs(tmp_path):
     assert ("| `resnet18_baseline` | 0 | 0 | baseline | 65.00 | 85.00 "
             "| 0.0100 [-0.0900, 0.1100] | 2 |") in text
     assert "| `scratch/resnet18/lam0.2` | 0.2 | 0 | | epoch 14 of 20 | | | |" in text
+
+
+def _results(folder, shift, seed, methods=("Grad-CAM", "Score-CAM"), file="metrics.csv.gz",
+             complete=True, n=40):
+    """A per-image result file of ``methods`` on ``n`` images: a common per-image value,
+    noise of ``seed`` and ``shift`` added to every metric (METHODS.md section 5 columns)."""
+    import numpy as np
+    import pandas as pd
+
+    from interpretable.metrics import METRICS
+
+    every = ("Grad-CAM", "Score-CAM")  # the same images in every file: a common value per cell
+    common = np.random.default_rng(123).uniform(0, 60, size=(len(every), n, len(METRICS)))
+    common = common[[every.index(m) for m in methods]]
+    noise = np.random.default_rng(seed).normal(0, 1, size=common.shape)
+    rows = [{"index": i, "label": 1, "predicted": 1, "target": 1, "method": m, "Y": 0.5, "O": 0.4,
+             **{mt.column: common[j, i, k] + noise[j, i, k] + shift
+                for k, mt in enumerate(METRICS)}}
+            for j, m in enumerate(methods) for i in range(n)]
+    pd.DataFrame(rows).to_csv(folder / file, index=False, compression="gzip")
+    (folder / f"{file}.meta.json").write_text("{}")
+    if complete:
+        (folder / f"{file}.provenance.json").write_text("{}")
+
+
+def test_verdicts_pair_each_complete_run_with_the_baseline_and_the_seed(tmp_path):
+    from interpretable.tables import beyond_seed, paired_comparison
+
+    _scratch_tree(tmp_path)
+    _results(tmp_path / "resnet18_baseline", 0.0, seed=0)
+    seed1 = tmp_path / "scratch/resnet18/lam0_seed1"
+    _results(seed1, 0.5, seed=1, methods=("Grad-CAM",))
+    _results(seed1, 0.5, seed=1, methods=("Score-CAM",), file="metrics_scorecam.csv.gz")
+    lam01 = tmp_path / "scratch/resnet18/lam0.1"
+    _results(lam01, 3.0, seed=2, methods=("Grad-CAM",))
+    _results(lam01, 3.0, seed=2, methods=("Score-CAM",), file="metrics_scorecam.csv.gz")
+    lam02 = tmp_path / "scratch/resnet18/lam0.2"  # Score-CAM still to come: left out
+    _results(lam02, 3.0, seed=3, methods=("Grad-CAM",))
+    lam005 = tmp_path / "scratch/resnet18/lam0.05"  # evaluation still running: left out
+    _results(lam005, 3.0, seed=4, methods=("Grad-CAM",), complete=False)
+    _results(lam005, 3.0, seed=4, methods=("Score-CAM",), file="metrics_scorecam.csv.gz")
+    assert not scratch.results_complete(lam02) and not scratch.results_complete(lam005)
+    assert scratch.results_complete(tmp_path / "resnet18_baseline")
+
+    rows = {r["run"]: r for r in scratch.verdicts(tmp_path, "resnet18")}
+    assert list(rows) == ["scratch/resnet18/lam0_seed1", "scratch/resnet18/lam0.1"]
+    assert rows["scratch/resnet18/lam0_seed1"]["counted"] is None  # the yardstick itself
+    one = rows["scratch/resnet18/lam0.1"]
+    # +3 on every metric: AG, AI, Ins better; AD, Del (lower is better) worse; all beyond
+    # the seed's +0.5
+    assert (one["cells"], one["better"], one["worse"], one["counted"]) == (10, 6, 4, 10)
+    assert "Score-CAM Del worse" in one["which"].split(", ")
+    # the same reading computed directly from the files
+    from interpretable.compare import load_results
+
+    base = load_results(tmp_path / "resnet18_baseline")
+    direct = beyond_seed(paired_comparison(base, load_results(lam01)),
+                         paired_comparison(base, load_results(seed1)))
+    assert one["counted"] == int(direct["counts"].sum())
+    text = scratch.verdicts_markdown(tmp_path, "resnet18")
+    assert "| `scratch/resnet18/lam0.1` | 0.1 | 0 | 63.60 |" in text
+    assert "| 6 / 4 (" in text and "| all 10 cells |" in text and "| yardstick |" in text
+    (tmp_path / "resnet18_baseline/metrics.csv.gz.provenance.json").unlink()
+    with pytest.raises(FileNotFoundError, match="resnet18_baseline: its CAM results"):
+        scratch.verdicts(tmp_path, "resnet18")
+
+
+def test_the_reference_readme_shows_every_finished_run_as_committed():
+    """reference/README.md's from-scratch tables are generated (``scratch.markdown`` and
+    ``scratch.verdicts_markdown``): every finished run's line must be there as the committed
+    files give it today, so a run that finishes cannot leave stale numbers behind."""
+    from interpretable.study import reference
+
+    root = reference.find_root()
+    readme = (root / "README.md").read_text()
+    for arch in scratch.BASELINES:
+        lines = [line for line in scratch.markdown(root, arch).splitlines()[2:]
+                 if "| epoch " not in line]  # runs still training change every epoch
+        lines += scratch.verdicts_markdown(root, arch).splitlines()[2:]
+        missing = [line for line in lines if line not in readme]
+        assert not missing, (f"reference/README.md is out of date for {arch}: regenerate its "
+                             f"tables (python -m interpretable.study.scratch); missing {missing}")

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.definitions import METRICS
+from ..tables import beyond_seed, seed_summary  # noqa: F401  (served here for the book)
 from . import style
 from .metrics import (  # noqa: F401
     _arrow,
@@ -176,42 +177,3 @@ def replicate_agreement(seed0, seed1, alone, digits: int = 2):
     return pd.DataFrame({"seed 0": e0["difference"], "seed 1": e1["difference"],
                          "seed alone": a["difference"], "replicates": replicates,
                          "beyond seed": beyond}).round(digits)
-
-
-def beyond_seed(effect, alone, digits: int = 2):
-    """A run trained once against its baseline, beside what another seed alone does.
-
-    ``effect``: :func:`~interpretable.tables.paired_comparison` of the baseline and the run;
-    ``alone``: of the baseline and the baseline trained with another seed, on the same images.
-    The reading of :func:`replicate_agreement` for one seed: an effect **counts** when its
-    verdict is clear (better or worse) and it is larger in size than the seed's own
-    difference in that cell. Returns a DataFrame indexed by (method, metric): ``effect``,
-    ``verdict``, ``seed alone`` (points), ``seed verdict`` and ``counts``.
-    """
-    import pandas as pd
-
-    e, a = (t.set_index(["method", "metric"]) for t in (effect, alone))
-    a = a.reindex(e.index)
-    counts = (e["verdict"] != "no clear difference") & (e["difference"].abs()
-                                                         > a["difference"].abs())
-    return pd.DataFrame({"effect": e["difference"].round(digits), "verdict": e["verdict"],
-                         "seed alone": a["difference"].round(digits),
-                         "seed verdict": a["verdict"], "counts": counts})
-
-
-def seed_summary(readings):
-    """One line per comparison of ``readings`` (``{name: beyond_seed(...)}``): ``cells``
-    (with a seed yardstick), ``clear verdicts``, ``count`` (clear and larger than the seed's
-    own difference) and ``which`` (those cells, "method metric verdict", comma-separated)."""
-    import pandas as pd
-
-    rows = {}
-    for name, r in readings.items():
-        r = r[r["seed verdict"].notna()]
-        counted = r[r["counts"]]
-        rows[name] = {"cells": len(r),
-                      "clear verdicts": int((r["verdict"] != "no clear difference").sum()),
-                      "count": len(counted),
-                      "which": ", ".join(f"{m} {k} {v}" for (m, k), v
-                                         in counted["verdict"].items())}
-    return pd.DataFrame(rows).T

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 __all__ = ["LAMBDAS", "TOLERANCE", "LAM_WARMUP", "ALIGN_IMAGES", "BASELINES", "run_dir",
-           "train_args", "choose_lambda", "mobilenet_lambda", "summary", "table", "markdown"]
+           "train_args", "choose_lambda", "mobilenet_lambda", "summary", "table", "markdown",
+           "RESULT_FILES", "results_complete", "verdicts", "verdicts_markdown"]
 
 #: lambda values trained from scratch (ResNet-18); the rule picks among them.
 LAMBDAS: tuple[float, ...] = (0.05, 0.1, 0.2)
@@ -38,6 +39,9 @@ LAM_WARMUP = 3.0
 ALIGN_IMAGES = 2000
 #: The reference run (seed 0) each architecture's from-scratch runs are compared with.
 BASELINES = {"resnet18": "resnet18_baseline", "mobilenet_v2": "mobilenet_v2_baseline"}
+#: The CAM result files of a from-scratch run (``run_all``'s evaluate jobs): Grad-CAM,
+#: Grad-CAM++ and FastCAM on all 10,000 test images, Score-CAM on the seeded 2,000.
+RESULT_FILES = ("metrics.csv.gz", "metrics_scorecam.csv.gz")
 
 
 def run_dir(root: str | Path, arch: str, lam: float, seed: int = 0) -> Path:
@@ -164,6 +168,91 @@ def markdown(root: str | Path, arch: str) -> str:
     return "\n".join(lines)
 
 
+def results_complete(folder: str | Path) -> bool:
+    """Whether the CAM results of run ``folder`` are complete: ``metrics.csv.gz`` and every
+    other of :data:`RESULT_FILES` there has its provenance record (written last, when an
+    evaluation ends), and a from-scratch run (below ``scratch/``) has all of them."""
+    from ..metrics.runs import provenance_path
+
+    folder = Path(folder)
+    needed = RESULT_FILES if "scratch" in folder.parts else RESULT_FILES[:1]
+    files = [f for f in RESULT_FILES if f in needed or (folder / f).is_file()]
+    return all(provenance_path(folder / f).is_file() for f in files)
+
+
+def verdicts(root: str | Path, arch: str) -> list[dict[str, Any]]:
+    """The CAM verdicts of every from-scratch run of ``arch`` (:func:`table`'s runs) whose
+    results are complete, against the seed-0 baseline and against the seed yardstick.
+
+    Each run is paired image by image with the baseline
+    (:func:`interpretable.tables.paired_comparison`: 4 methods x 5 metrics, 95% Student-t
+    intervals, Bonferroni over the 20 cells) and read against the seed-1 baseline's own
+    difference from the seed-0 one (:func:`interpretable.tables.beyond_seed`).
+
+    Rows: ``run``, ``lam``, ``seed``, ``cells``, ``better`` / ``worse`` (clear verdicts),
+    ``bonferroni`` (cells still clear after Bonferroni), ``counted`` (clear and larger in size
+    than the seed alone; None without a complete seed-1 baseline, and for the seed-1 baseline
+    itself, which is the yardstick) and ``which`` (the counted cells, "method metric
+    verdict") and ``cell_names`` (every cell, "method metric"). Needs pandas.
+    """
+    from ..compare import load_results
+    from ..tables import beyond_seed, paired_comparison
+
+    root = Path(root)
+    base = root / BASELINES[arch]
+    if not results_complete(base):
+        raise FileNotFoundError(f"{base}: its CAM results are not complete (python -m "
+                                f"interpretable evaluate {base})")
+    base_rows = load_results(base)
+    runs = [r for r in table(root, arch) if r["run"] != BASELINES[arch] and r["finished"]
+            and results_complete(root / r["run"])]
+    compared = {r["run"]: paired_comparison(base_rows, load_results(root / r["run"]))
+                for r in runs}
+    yardstick = str(run_dir(".", arch, 0.0, 1))
+    alone = compared.get(yardstick)
+    out = []
+    for r in runs:
+        c = compared[r["run"]]
+        clear = c[c["verdict"] != "no clear difference"]
+        row = {"run": r["run"], "lam": r["lam"], "seed": r["seed"], "cells": len(c),
+               "better": int((clear["verdict"] == "better").sum()),
+               "worse": int((clear["verdict"] == "worse").sum()),
+               "bonferroni": int((c["bonferroni verdict"] != "no clear difference").sum()),
+               "counted": None, "which": "",
+               "cell_names": [f"{m} {k}" for m, k in zip(c["method"], c["metric"],
+                                                         strict=True)]}
+        if alone is not None and r["run"] != yardstick:
+            reading = beyond_seed(c, alone)
+            counted = reading[reading["counts"]]
+            row.update(counted=len(counted), which=", ".join(
+                f"{m} {k} {v}" for (m, k), v in counted["verdict"].items()))
+        out.append(row)
+    return out
+
+
+def verdicts_markdown(root: str | Path, arch: str) -> str:
+    """:func:`verdicts` beside :func:`table`'s accuracy and cosine, as a Markdown table (the
+    closing table of the from-scratch study)."""
+    rows = {r["run"]: r for r in table(root, arch)}
+    lines = ["| run | lambda | seed | top-1 % | cos(g, g~) [95% CI] | better / worse "
+             "(Bonferroni) of 20 | beyond the seed | which |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+    for v in verdicts(root, arch):
+        r = rows[v["run"]]
+        beyond = "yardstick" if v["counted"] is None and v["seed"] else (
+            "-" if v["counted"] is None else str(v["counted"]))
+        which = v["which"]
+        if v["counted"] and v["counted"] > v["cells"] / 2:  # name the few that do not count
+            counted = {" ".join(c.split()[:-1]) for c in which.split(", ")}
+            rest = [c for c in v["cell_names"] if c not in counted]
+            which = "all but " + ", ".join(rest) if rest else f"all {v['cells']} cells"
+        lines.append(f"| `{v['run']}` | {v['lam']:g} | {v['seed']} | {r['top1']:.2f} "
+                     f"| {r['cos']:.3f} [{r['cos_low']:.3f}, {r['cos_high']:.3f}] "
+                     f"| {v['better']} / {v['worse']} ({v['bonferroni']}) | {beyond} "
+                     f"| {which} |")
+    return "\n".join(lines)
+
+
 if __name__ == "__main__":  # python -m interpretable.study.scratch [ROOT]: the tables
     import sys
 
@@ -172,4 +261,9 @@ if __name__ == "__main__":  # python -m interpretable.study.scratch [ROOT]: the 
     here = find_root(sys.argv[1] if len(sys.argv) > 1 else None)
     for name in BASELINES:
         print(f"## {name}\n\n{markdown(here, name)}\n")
+        try:
+            print(f"CAM verdicts against {BASELINES[name]}:\n\n"
+                  f"{verdicts_markdown(here, name)}\n")
+        except (FileNotFoundError, ImportError) as e:  # no results yet, or no pandas
+            print(f"CAM verdicts: {e}\n")
     print(f"rule: {mobilenet_lambda(here)}")
