@@ -192,15 +192,47 @@ def _add_measure(sub) -> None:
                    help="where to write (default: RUN_DIR/alignment.json)")
     m.add_argument("--data-root", default=None, help="folder holding cifar100.npz")
     m.add_argument("--device", default=None, help="cpu, cuda, ... (default: automatic)")
+    m.add_argument("--verify", action="store_true",
+                   help="write nothing: re-measure RUN_DIR/summary.json (top-1 and top-5 on all "
+                   "test images, mean cos(g, g~)) and a seeded sample of RUN_DIR/alignment.json "
+                   "from final.pt and report whether they agree (exit status 1 if not)")
+
+
+def _verify_run(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    """``measure RUN --verify``: the committed summary and alignment.json against final.pt."""
+    from pathlib import Path
+
+    from interpretable.checks import parse_device
+    from interpretable.study import alignment, sweep
+
+    device, folder, ok = parse_device(args.device), Path(args.run), True
+    if not (folder / "summary.json").is_file():
+        parser.exit(2, f"interpretable measure: error: {folder} holds no summary.json (is the "
+                    f"run finished?)\n")
+    run = sweep.verify_run(folder, device=device, data_root=args.data_root)
+    for k, d in run["differences"].items():
+        print(f"{folder}: summary.json {k}: |re-measured - committed| = {d:.2g}")
+    print(f"{folder}: summary.json {'reproduced' if run['ok'] else 'NOT reproduced'}")
+    ok &= run["ok"]
+    if alignment.read(folder) is not None:
+        a = alignment.verify(folder, device=device, data_root=args.data_root)
+        print(f"{folder}: {alignment.FILE} images {a['images']}: largest difference "
+              f"{a['max_difference']:.2g}; " + ("reproduced" if a["ok"] else
+                                                "NOT reproduced: " + "; ".join(a["problems"])))
+        ok &= a["ok"]
+    return 0 if ok else 1
 
 
 def measure_main(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
-    """``python -m interpretable measure RUN``: write and print RUN/alignment.json's means."""
+    """``python -m interpretable measure RUN``: write and print RUN/alignment.json's means
+    (``--verify``: re-measure what the run committed instead, write nothing)."""
     from interpretable.checks import one_line, parse_device
     from interpretable.models import CheckpointError
     from interpretable.study import alignment
 
     try:
+        if args.verify:
+            return _verify_run(parser, args)
         record = alignment.measure(args.run, args.images, device=parse_device(args.device),
                                    data_root=args.data_root, out=args.out)
     except (ValueError, FileNotFoundError, CheckpointError) as exc:

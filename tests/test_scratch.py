@@ -288,3 +288,30 @@ def test_the_reference_readme_shows_every_finished_run_as_committed():
         missing = [line for line in lines if line not in readme]
         assert not missing, (f"reference/README.md is out of date for {arch}: regenerate its "
                              f"tables (python -m interpretable.study.scratch); missing {missing}")
+
+
+def test_measure_verify_reports_a_reproduced_and_a_stale_run(tmp_path, capsys):
+    from interpretable.cli import main
+    from interpretable.study import alignment
+    from interpretable.training import GRADIENT_OF
+
+    run = tmp_path / "run"
+    with pytest.raises(SystemExit) as exit_:
+        main(["measure", str(run), "--verify"])
+    assert exit_.value.code == 2 and "holds no summary.json" in capsys.readouterr().err
+    net = _finished_tiny_run(run).eval()
+    from interpretable import data
+    from interpretable.training import accuracy_and_alignment
+
+    got = accuracy_and_alignment(net, data.cifar100("test"), align_images=8,
+                                 gradient_of=GRADIENT_OF)
+    (run / "summary.json").write_text(json.dumps({**got, "align_images": 8}))
+    alignment.measure(run, images=8)
+    assert main(["measure", str(run), "--verify"]) == 0
+    out = capsys.readouterr().out
+    assert "summary.json reproduced" in out and "alignment.json images" in out
+    assert "NOT" not in out
+    (run / "summary.json").write_text(json.dumps({**got, "align_images": 8,
+                                                  "test_acc": got["test_acc"] + 0.01}))
+    assert main(["measure", str(run), "--verify"]) == 1
+    assert "summary.json NOT reproduced" in capsys.readouterr().out

@@ -105,7 +105,7 @@ def read(folder: str | Path) -> dict[str, Any] | None:
 
 
 def verify(folder: str | Path, sample: int = 8, seed: int = 0, device=None,
-           atol: float = 1e-4) -> dict[str, Any]:
+           atol: float = 1e-4, data_root: str | Path | None = None) -> dict[str, Any]:
     """Re-measure ``sample`` seeded images of ``folder/alignment.json`` from ``final.pt``.
 
     Checks the checkpoint's sha256, that the stored summary follows from the stored per-image
@@ -129,7 +129,8 @@ def verify(folder: str | Path, sample: int = 8, seed: int = 0, device=None,
                              replace=False))
     model, _ = models.load_checkpoint(folder / "final.pt",
                                       map_location=device or default_device())
-    x, y = data.cifar100("test").tensors(idx, device=next(model.parameters()).device)
+    x, y = data.cifar100("test", root=data_root).tensors(
+        idx, device=next(model.parameters()).device)
     now = cosines(model, x, y)
     worst = max(float(np.abs(now[k] - stored[k][idx]).max()) for k in GRADIENT_OF)
     if worst > atol:

@@ -24,7 +24,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from .. import data, models
+from .. import data, default_device, models
 from ..training import GRADIENT_OF, accuracy_and_alignment
 
 __all__ = ["GRID", "TOLERANCE", "BASELINES", "REPLICATES", "run_name", "run_dir", "planned",
@@ -147,7 +147,8 @@ def choose_lambda(runs: list[dict[str, Any]], tolerance: float = TOLERANCE) -> d
 
 
 def verify_run(folder: str | Path, device=None, align_images: int | None = None,
-               atol_acc: float = 0.0, atol_align: float = 1e-4) -> dict[str, Any]:
+               atol_acc: float = 0.0, atol_align: float = 1e-4,
+               data_root: str | Path | None = None) -> dict[str, Any]:
     """Re-measure a finished run from its ``final.pt`` and compare with its ``summary.json``.
 
     Top-1 and top-5 on the whole test set must match exactly (``atol_acc`` points, default
@@ -158,9 +159,10 @@ def verify_run(folder: str | Path, device=None, align_images: int | None = None,
     folder = Path(folder)
     committed = json.loads((folder / "summary.json").read_text())
     n = committed["align_images"] if align_images is None else align_images
-    model, _ = models.load_checkpoint(folder / "final.pt", map_location=device or "cpu")
-    got = accuracy_and_alignment(model, data.cifar100("test"), device, align_images=n,
-                                 gradient_of=GRADIENT_OF)
+    model, _ = models.load_checkpoint(folder / "final.pt",
+                                      map_location=device or default_device())
+    got = accuracy_and_alignment(model, data.cifar100("test", root=data_root), device,
+                                 align_images=n, gradient_of=GRADIENT_OF)
     # accuracy of the stored weights: float16 ones are measured again when they are written
     half = committed.get("weights_dtype") == "float16"
     diffs = {}
