@@ -315,3 +315,41 @@ def test_measure_verify_reports_a_reproduced_and_a_stale_run(tmp_path, capsys):
                                                   "test_acc": got["test_acc"] + 0.01}))
     assert main(["measure", str(run), "--verify"]) == 1
     assert "summary.json NOT reproduced" in capsys.readouterr().out
+
+
+def test_scratch_epochs_reads_the_logs_of_the_logit_runs_and_the_seed1_baseline(tmp_path):
+    import matplotlib
+    import numpy as np
+
+    matplotlib.use("Agg")
+    from interpretable.book.scratch_curve import (
+        scratch_epochs,
+        scratch_epochs_figure,
+        scratch_frame,
+    )
+
+    _scratch_tree(tmp_path)
+    for name, lam in (("scratch/resnet18/lam0.1", 0.1), ("scratch/resnet18/lam0_seed1", 0.0),
+                      ("resnet18_aligned", 0.5), ("resnet18_baseline", 0.0)):
+        (tmp_path / name / "log.jsonl").write_text("".join(
+            json.dumps({"epoch": e, "test_align": 1 - lam * e / 4, "test_acc": 10.0 * e,
+                        "lr": 0.1 / e, **({"lam": lam} if "scratch" in name else {})}) + "\n"
+            for e in range(1, 5)))
+    for name in ("scratch/resnet18/lam0.05", "scratch/resnet18/lam0.2"):
+        (tmp_path / name / "log.jsonl").write_text(json.dumps(
+            {"epoch": 1, "test_align": 0.9, "test_acc": 5.0, "lr": 0.1, "lam": 0.1}) + "\n")
+    (tmp_path / "scratch/resnet18/lam0.2/summary.json").unlink()  # still training: left out
+    e = scratch_epochs(scratch_frame(tmp_path, ["resnet18"]), tmp_path)
+    # the seed-0 baseline (its log measured the loss gradient) and the unfinished run are out
+    assert list(e.groupby("run").size().items()) == [
+        ("resnet18_aligned", 4), ("scratch/resnet18/lam0.05", 1), ("scratch/resnet18/lam0.1", 4),
+        ("scratch/resnet18/lam0_seed1", 4)]
+    one = e[e["run"] == "scratch/resnet18/lam0.1"]
+    assert np.allclose(one["cos"], [0.025, 0.05, 0.075, 0.1])
+    assert list(one["top1"]) == [10.0, 20.0, 30.0, 40.0]
+    assert e.loc[e["run"] == "resnet18_aligned", "lam_now"].isna().all()
+    fig = scratch_epochs_figure(e)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels == [r"baseline ($\lambda$ = 0), seed 1", r"$\lambda$ = 0.05",
+                      r"$\lambda$ = 0.1", r"$\lambda$ = 0.5, aligned"]
+    assert len(fig.axes[0].get_lines()) == 4 + 1  # four runs and the warm-up mark

@@ -1,6 +1,7 @@
 """The from-scratch dose-response of the training chapter: test top-1 and cos(g, g~) against
 lambda for the networks trained from scratch (:mod:`interpretable.study.scratch`), beside the
-fine-tuned sweep, with the two baseline seeds marked. Read from committed files alone.
+fine-tuned sweep, with the two baseline seeds marked, and the same two numbers epoch by epoch
+from the runs' logs. Read from committed files alone.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import numpy as np
 from . import style
 from .training import ARCH_NAMES, COLLAPSE, _figure
 
-__all__ = ["scratch_frame", "scratch_table", "scratch_curve_figure"]
+__all__ = ["scratch_frame", "scratch_table", "scratch_curve_figure", "scratch_epochs",
+           "scratch_epochs_figure"]
 
 
 def scratch_frame(root: str | Path | None = None,
@@ -174,4 +176,77 @@ def scratch_curve_figure(frame: Any, finetuned: Any = None) -> Any:
         handles.append(Line2D([], [], color=style.PALETTE["grey"], marker="v", linestyle="",
                               label="collapsed, drawn at the edge with its top-1"))
     fig.legend(handles=handles, loc="outside lower center", ncol=2)
+    return fig
+
+
+def scratch_epochs(frame: Any, root: str | Path | None = None, arch: str = "resnet18") -> Any:
+    """Epoch by epoch, from each ``log.jsonl``: the finished runs of ``arch`` in ``frame``
+    (:func:`scratch_frame` of the same ``root``) trained with the logit gradient, and the
+    seed-1 baseline (whose log measured the logit gradient too; the seed-0 baseline's
+    measured the loss gradient).
+
+    One row per run and epoch: ``run``, ``lam``, ``seed``, ``epoch``, ``cos`` (mean cos(g, g~)
+    of the logit gradient on the test images the run's log used: 2,000, or 1,000 for the
+    reference runs), ``top1`` (all 10,000 test images), ``lr`` and ``lam_now`` (the
+    learning rate and the ramped lambda of that epoch).
+    """
+    import json
+
+    import pandas as pd
+
+    from ..study import reference
+
+    root = reference.find_root(root)
+    done = frame[(frame["arch"] == arch) & frame["finished"]]
+    keep = done[(done["variant"] == "logit") | ((done["variant"] == "baseline")
+                                               & (done["seed"] == 1))]
+    rows = []
+    for r in keep.itertuples():
+        log = (root / r.run / "log.jsonl").read_text().splitlines()
+        for line in log:
+            e = json.loads(line)
+            rows.append({"run": r.run, "lam": r.lam, "seed": r.seed, "epoch": e["epoch"],
+                         "cos": 1.0 - e["test_align"], "top1": e["test_acc"], "lr": e["lr"],
+                         "lam_now": e.get("lam")})
+    if not rows:
+        raise FileNotFoundError(f"no finished logit-gradient run of {arch} in the frame")
+    return pd.DataFrame(rows).sort_values(["lam", "seed", "epoch"], ignore_index=True)
+
+
+def scratch_epochs_figure(epochs: Any) -> Any:
+    """cos(g, g~) (left) and test top-1 (right) against the epoch, one line per run of
+    ``epochs`` (:func:`scratch_epochs`): the logit-gradient runs in greens, darker for a
+    larger lambda; the seed-1 baseline in blue, dashed. A dotted line marks the end of the
+    3-epoch warm-up (lambda and the learning rate at their peak; the learning rate then
+    falls linearly to 0). Returns a ``matplotlib.figure.Figure``.
+    """
+    import matplotlib as mpl
+
+    fig = _figure(10.0, 3.8)
+    ax_cos, ax_acc = fig.subplots(1, 2, sharex=True)
+    lams = sorted({float(v) for v in epochs["lam"] if v > 0})
+    greens = mpl.colormaps["Greens"]
+    shade = {lam: greens(0.45 + 0.55 * i / max(len(lams) - 1, 1)) for i, lam in enumerate(lams)}
+    for (lam, seed), t in epochs.groupby(["lam", "seed"], sort=True):
+        if lam == 0:
+            kw = {"color": style.color("baseline"), "linestyle": "--",
+                  "label": rf"baseline ($\lambda$ = 0), seed {seed}"}
+        else:
+            aligned = ", aligned" if "aligned" in t["run"].iloc[0] else ""
+            kw = {"color": shade[float(lam)], "linestyle": "-",
+                  "label": rf"$\lambda$ = {lam:g}{aligned}"}
+        for ax, key in ((ax_cos, "cos"), (ax_acc, "top1")):
+            ax.plot(t["epoch"], t[key], marker=".", **kw)
+    for ax in (ax_cos, ax_acc):
+        ax.axvline(3, color=style.PALETTE["grey"], linestyle=":", linewidth=1)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(mpl.ticker.MaxNLocator(integer=True))
+    ax_cos.set_ylabel("cos(g, guided g)\n(logit gradient, test images)")
+    ax_acc.set_ylabel("test top-1 (%)")
+    ax_cos.annotate("end of warm-up", (3, 1), xycoords=("data", "axes fraction"),
+                    xytext=(3, -3), textcoords="offset points", ha="left", va="top",
+                    fontsize=8, color=style.PALETTE["grey"])
+    handles, labels = ax_cos.get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=len(labels))
     return fig
