@@ -22,7 +22,7 @@ from .. import data, default_device, models
 from .._io import atomic_write_text, sha256_file
 from ..provenance import command_line, git_info, now_utc
 from ..stats import mean_interval
-from ..training.losses import GRADIENT_OF, gradient_cosines, input_gradients
+from ..training import GRADIENT_OF, per_image_cosines
 
 __all__ = ["FILE", "IMAGES", "cosines", "measure", "read", "summary", "verify"]
 
@@ -45,9 +45,8 @@ def cosines(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor,
     try:
         for i in range(0, len(x), batch_size):
             xb, yb = x[i:i + batch_size], y[i:i + batch_size]
-            for kind in GRADIENT_OF:
-                _, g, gg = input_gradients(model, xb, yb, create_graph=False, gradient_of=kind)
-                out[kind].append(gradient_cosines(g, gg).double().cpu().numpy())
+            for kind, c in per_image_cosines(model, xb, yb).items():
+                out[kind].append(c.double().cpu().numpy())
     finally:
         model.train(was_training)
     return {k: np.concatenate(v) for k, v in out.items()}

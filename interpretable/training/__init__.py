@@ -15,7 +15,7 @@ from interpretable._lazy import lazy_names
 _LAZY = {
     "SCHEDULES": "config", "TrainConfig": "config", "TrainResult": "config",
     "lam_at": "config", "learning_rate": "config",
-    "train": "loop", "accuracy_and_alignment": "evaluation",
+    "train": "loop", "accuracy_and_alignment": "evaluation", "per_image_cosines": "evaluation",
     "ALIGNMENT_KINDS": "losses", "GRADIENT_OF": "losses", "alignment_from_gradients": "losses",
     "alignment_loss": "losses", "gradient_cosines": "losses", "input_gradient_rules": "losses",
     "input_gradients": "losses", "regularized_loss": "losses",

@@ -14,8 +14,20 @@ from interpretable.metrics.classification import topk_correct
 from interpretable.stats import mean_interval
 from interpretable.training.losses import GRADIENT_OF, gradient_cosines, input_gradients
 
-__all__ = ["accuracy_and_alignment", "autocast"]
+__all__ = ["accuracy_and_alignment", "per_image_cosines", "autocast"]
 
+
+
+def per_image_cosines(model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                      gradient_of: tuple[str, ...] = GRADIENT_OF) -> dict[str, torch.Tensor]:
+    """cos(g, g~) of each image for each kind of ``gradient_of`` (METHODS.md section 2):
+    ``{kind: (B,)}`` for ``x`` (B, 3, H, W) and true classes ``y`` (B,), in the model's
+    current mode (callers set eval mode), without a graph for a second derivative."""
+    out = {}
+    for kind in gradient_of:
+        _, g, gg = input_gradients(model, x, y, create_graph=False, gradient_of=kind)
+        out[kind] = gradient_cosines(g, gg)
+    return out
 
 
 def accuracy_and_alignment(model: nn.Module, dataset, device: torch.device | None = None,
@@ -53,10 +65,8 @@ def accuracy_and_alignment(model: nn.Module, dataset, device: torch.device | Non
             correct5 += c5
             if taken < align_images:
                 k = min(align_images - taken, x.shape[0])
-                for kind in kinds:
-                    _, g, gg = input_gradients(model, x[:k], y[:k], create_graph=False,
-                                               gradient_of=kind)
-                    cosines[kind] += gradient_cosines(g, gg).tolist()
+                for kind, c in per_image_cosines(model, x[:k], y[:k], kinds).items():
+                    cosines[kind] += c.tolist()
                 taken += k
             n += y.shape[0]
     finally:
