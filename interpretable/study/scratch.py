@@ -192,11 +192,12 @@ def verdicts(root: str | Path, arch: str) -> list[dict[str, Any]]:
     Rows: ``run``, ``lam``, ``seed``, ``cells``, ``better`` / ``worse`` (clear verdicts),
     ``bonferroni`` (cells still clear after Bonferroni), ``counted`` (clear and larger in size
     than the seed alone; None without a complete seed-1 baseline, and for the seed-1 baseline
-    itself, which is the yardstick) and ``which`` (the counted cells, "method metric
-    verdict") and ``cell_names`` (every cell, "method metric"). Needs pandas.
+    itself, which is the yardstick), ``which`` (the counted cells, "method metric verdict",
+    as :func:`interpretable.tables.seed_summary` writes them), ``counted_cells`` and
+    ``cell_names`` (the counted cells and every cell, "method metric"). Needs pandas.
     """
     from ..compare import load_results
-    from ..tables import beyond_seed, paired_comparison
+    from ..tables import beyond_seed, paired_comparison, seed_summary
 
     root = Path(root)
     base = root / BASELINES[arch]
@@ -218,14 +219,14 @@ def verdicts(root: str | Path, arch: str) -> list[dict[str, Any]]:
                "better": int((clear["verdict"] == "better").sum()),
                "worse": int((clear["verdict"] == "worse").sum()),
                "bonferroni": int((c["bonferroni verdict"] != "no clear difference").sum()),
-               "counted": None, "which": "",
+               "counted": None, "which": "", "counted_cells": [],
                "cell_names": [f"{m} {k}" for m, k in zip(c["method"], c["metric"],
                                                          strict=True)]}
         if alone is not None and r["run"] != yardstick:
             reading = beyond_seed(c, alone)
-            counted = reading[reading["counts"]]
-            row.update(counted=len(counted), which=", ".join(
-                f"{m} {k} {v}" for (m, k), v in counted["verdict"].items()))
+            s = seed_summary({r["run"]: reading}).iloc[0]
+            row.update(counted=int(s["count"]), which=s["which"], counted_cells=[
+                f"{m} {k}" for m, k in reading.index[reading["counts"]]])
         out.append(row)
     return out
 
@@ -243,8 +244,7 @@ def verdicts_markdown(root: str | Path, arch: str) -> str:
             "-" if v["counted"] is None else str(v["counted"]))
         which = v["which"]
         if v["counted"] and v["counted"] > v["cells"] / 2:  # name the few that do not count
-            counted = {" ".join(c.split()[:-1]) for c in which.split(", ")}
-            rest = [c for c in v["cell_names"] if c not in counted]
+            rest = [c for c in v["cell_names"] if c not in v["counted_cells"]]
             which = "all but " + ", ".join(rest) if rest else f"all {v['cells']} cells"
         lines.append(f"| `{v['run']}` | {v['lam']:g} | {v['seed']} | {r['top1']:.2f} "
                      f"| {r['cos']:.3f} [{r['cos_low']:.3f}, {r['cos_high']:.3f}] "
