@@ -30,6 +30,7 @@ __all__ = [
     "paired_images",
     "beyond_seed",
     "seed_summary",
+    "verdict_counts",
 ]
 
 
@@ -329,3 +330,22 @@ def seed_summary(readings):
                       "which": ", ".join(f"{m} {k} {v}" for (m, k), v
                                          in counted["verdict"].items())}
     return pd.DataFrame(rows).T
+
+
+def verdict_counts(comparisons: Mapping[str, object]):
+    """Per comparison (``{label: paired_comparison table}``): how many method x metric cells
+    are better, worse or without a clear difference, and how many verdicts hold after the
+    Bonferroni correction (column ``Bonferroni``). A DataFrame indexed by label."""
+    import pandas as pd
+
+    rows = {}
+    for label, c in comparisons.items():
+        v = c["verdict"].value_counts()
+        rows[label] = {"cells": len(c), "better": int(v.get("better", 0)),
+                       "worse": int(v.get("worse", 0)),
+                       "no clear difference": int(v.get("no clear difference", 0)),
+                       "Bonferroni": int((c["bonferroni verdict"]
+                                          != "no clear difference").sum())}
+    out = pd.DataFrame.from_dict(rows, orient="index")
+    out.index.name = "comparison"
+    return out

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 
 from ..metrics.definitions import METRICS, metric
+from ..tables import verdict_counts  # noqa: F401  (served here for the book)
 from . import style
 from .metrics import (  # noqa: F401
     _GREY_TEXT,
@@ -121,25 +122,6 @@ def paired_heatmap(comparisons: Mapping[str, Any], ncols: int | None = None,
     if title:
         fig.suptitle(title)
     return fig
-
-
-def verdict_counts(comparisons: Mapping[str, Any]):
-    """Per comparison (``{label: paired_comparison table}``): how many method x metric cells
-    are better, worse or without a clear difference, and how many verdicts hold after the
-    Bonferroni correction (column ``Bonferroni``). A DataFrame indexed by label."""
-    import pandas as pd
-
-    rows = {}
-    for label, c in comparisons.items():
-        v = c["verdict"].value_counts()
-        rows[label] = {"cells": len(c), "better": int(v.get("better", 0)),
-                       "worse": int(v.get("worse", 0)),
-                       "no clear difference": int(v.get("no clear difference", 0)),
-                       "Bonferroni": int((c["bonferroni verdict"]
-                                                     != "no clear difference").sum())}
-    out = pd.DataFrame.from_dict(rows, orient="index")
-    out.index.name = "comparison"
-    return out
 
 
 def paper_directions(paper: Mapping[str, Mapping[str, float]], tables: Mapping[str, Any],

@@ -197,7 +197,7 @@ def verdicts(root: str | Path, arch: str) -> list[dict[str, Any]]:
     ``cell_names`` (the counted cells and every cell, "method metric"). Needs pandas.
     """
     from ..compare import load_results
-    from ..tables import beyond_seed, paired_comparison, seed_summary
+    from ..tables import beyond_seed, paired_comparison, seed_summary, verdict_counts
 
     root = Path(root)
     base = root / BASELINES[arch]
@@ -214,11 +214,10 @@ def verdicts(root: str | Path, arch: str) -> list[dict[str, Any]]:
     out = []
     for r in runs:
         c = compared[r["run"]]
-        clear = c[c["verdict"] != "no clear difference"]
-        row = {"run": r["run"], "lam": r["lam"], "seed": r["seed"], "cells": len(c),
-               "better": int((clear["verdict"] == "better").sum()),
-               "worse": int((clear["verdict"] == "worse").sum()),
-               "bonferroni": int((c["bonferroni verdict"] != "no clear difference").sum()),
+        n = verdict_counts({r["run"]: c}).iloc[0]
+        row = {"run": r["run"], "lam": r["lam"], "seed": r["seed"], "cells": int(n["cells"]),
+               "better": int(n["better"]), "worse": int(n["worse"]),
+               "bonferroni": int(n["Bonferroni"]),
                "counted": None, "which": "", "counted_cells": [],
                "cell_names": [f"{m} {k}" for m, k in zip(c["method"], c["metric"],
                                                          strict=True)]}
