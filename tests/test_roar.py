@@ -355,12 +355,12 @@ def test_the_pilot_rule():
     assert plan.cell_dir("r", "kar", "fastcam", 0.9) == Path("r/kar_fastcam_t0.9")
 
 
-def _write_pilot(root: Path, epochs: int, top1: float) -> None:
-    folder = plan.pilot_dir(root, epochs, 0)
+def _write_pilot(root: Path, epochs: int, top1: float, seed: int = 0) -> None:
+    folder = plan.pilot_dir(root, epochs, seed)
     folder.mkdir(parents=True)
     (folder / "provenance.json").write_text(json.dumps(
         {"format": plan.CELL_FORMAT, "mode": "unmodified", "method": None, "fraction": None,
-         "epochs": epochs, "seed": 0, "test_acc": top1, "test_top5": 90.0}))
+         "epochs": epochs, "seed": seed, "test_acc": top1, "test_top5": 90.0}))
 
 
 def test_scheduler_jobs_wait_for_the_pilot_then_run_the_grid(tmp_path, monkeypatch):
@@ -376,7 +376,7 @@ def test_scheduler_jobs_wait_for_the_pilot_then_run_the_grid(tmp_path, monkeypat
     assert [n for n in names if n.startswith("roar/cache/")] == [
         f"roar/cache/{m}.npy" for m in roar.METHODS]
     assert names.index("roar/cache/fastcam.npy") < names.index("roar/unmodified")
-    assert len([n for n in names if "_t0." in n]) == 24 and len(jobs) == 3 + 6 + 4 + 25
+    assert len([n for n in names if "_t0." in n]) == 25 and len(jobs) == 3 + 6 + 4 + 25 + 1
     cell = next(j for j in jobs if j.name == "roar/roar_gradcam_t0.5")
     seeds = [j for j in jobs if "seed1" in j.name or "seed2" in j.name]
     assert cell.args[:2] == ["cell", "--mode"] and cell.target == "reference/roar/roar_gradcam_t0.5"
@@ -396,6 +396,63 @@ def test_scheduler_jobs_wait_for_the_pilot_then_run_the_grid(tmp_path, monkeypat
     (tmp_path / cell.name).mkdir(parents=True)
     (tmp_path / cell.name / "last.pt").write_bytes(b"")
     assert cell.started() and not cell.done()
+    again = jobs[-1]  # the reproduction waits for its cell and for the pilot's seeds
+    assert again.name == "roar/reproduce/roar_fastcam_t0.5" and again.args[0] == "reproduce"
+    assert again.needed() and not again.ready()
+    for seed in (1, 2):
+        _write_pilot(tmp_path / "roar", 6, plan.REFERENCE_TOP1 - seed, seed)
+    assert not again.ready()                                  # its cell is not finished
+    done = tmp_path / "roar" / "roar_fastcam_t0.5"
+    done.mkdir()
+    (done / "provenance.json").write_text("{}")
+    assert again.ready() and again.command()[:2] == ["roar", "reproduce"]
+
+
+def test_a_cell_trained_again_from_its_record_reproduces_its_accuracy(task, tmp_path,
+                                                                      capsys):
+    train, test, _ = task
+    small = (ImageSet(train.images[:128], train.targets[:128]),
+             ImageSet(test.images[:64], test.targets[:64], split="test"))
+    ranks = _random_ranks(*small)
+    kw = {"overrides": TINY, "datasets": small, "rank_arrays": ranks}
+    cell = roar.run_cell("roar", "random", 0.5, root=tmp_path, epochs=1, **kw)
+    folder = plan.cell_dir(tmp_path, "roar", "random", 0.5)
+    with pytest.raises(ValueError, match="has not chosen the epochs"):
+        roar.reproduce_cell(folder, root=tmp_path, **kw)
+    _write_pilot(tmp_path, 4, plan.REFERENCE_TOP1)
+    _write_pilot(tmp_path, 4, plan.REFERENCE_TOP1 - 1.5, seed=1)
+    with pytest.raises(ValueError, match="seed.s. 2 are not finished"):
+        roar.reproduce_cell(folder, root=tmp_path, **kw)
+    _write_pilot(tmp_path, 4, plan.REFERENCE_TOP1 + 0.5, seed=2)
+    assert roar.pilot_spread(tmp_path)["spread"] == pytest.approx(2.0)
+
+    r = roar.reproduce_cell(folder, root=tmp_path, **kw)
+    assert r["holds"] and r["identical"] and r["difference"] == 0
+    assert r["reproduced"] == cell["test_acc"] and r["spread"] == pytest.approx(2.0)
+    out = tmp_path / "reproduce" / "roar_random_t0.5"
+    assert json.loads((out / "reproduction.json").read_text())["holds"]
+    assert roar.table(tmp_path)[0]["cell"] == "roar_random_t0.5"  # not a cell of the grid
+
+    # a committed accuracy the recipe cannot reach again: not reproduced (exit 1)
+    record = json.loads((folder / "provenance.json").read_text())
+    (folder / "provenance.json").write_text(json.dumps(
+        {**record, "test_acc": record["test_acc"] + 2.5}))
+    r = roar.reproduce_cell(folder, root=tmp_path, **kw)  # the finished re-run is read again
+    assert not r["holds"] and not r["identical"] and r["difference"] == pytest.approx(-2.5)
+    # another recipe, or other ranks: an error before (recipe) or after (ranks) training
+    with pytest.raises(ValueError, match="recipe changed.*recipe.lr"):
+        roar.reproduce_cell(folder, root=tmp_path, **{**kw, "overrides": {**TINY, "lr": 0.01}})
+    flipped = (ranks[0][:, ::-1].copy(), ranks[1])
+    with pytest.raises(ValueError, match="ranks differ"):
+        roar.reproduce_cell(folder, out=tmp_path / "other", root=tmp_path,
+                            **{**kw, "rank_arrays": flipped})
+    with pytest.raises(FileNotFoundError, match="no finished ROAR / KAR cell"):
+        roar.reproduce_cell(tmp_path / "nowhere", root=tmp_path, **kw)
+    with pytest.raises(ValueError, match="out must differ"):
+        roar.reproduce_cell(folder, out=folder, root=tmp_path, **kw)
+    assert roar.main(["reproduce", str(tmp_path / "nowhere"), "--root", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "no finished ROAR / KAR cell" in err and err.count("\n") == 1
 
 
 def test_roar_figure_draws_each_method_per_mode_with_the_seed_band():

@@ -54,7 +54,10 @@ from .images import modified, train_mean
 from .plan import CELL_FORMAT, cell_dir, chosen_epochs, pilot_dir, recipe
 from .ranking import data_fingerprint, rank_file
 
-__all__ = ["run_cell"]
+__all__ = ["run_cell", "reproduce_cell", "REPRODUCTION_FORMAT"]
+
+#: ``format`` of a reproduction record (``reproduction.json``).
+REPRODUCTION_FORMAT = "interpretable-roar-reproduction-v1"
 
 #: Files of a finished run copied when the unmodified cell reuses the pilot's run.
 _COPIED = ("config.json", "log.jsonl", "summary.json", "final.pt")
@@ -106,7 +109,8 @@ def run_cell(mode: str, method: str | None = None, fraction: float | None = None
              data_root: str | os.PathLike | None = None, device: str = "auto",
              progress: bool = False, batch_size: int = 256,
              overrides: dict[str, Any] | None = None, datasets: tuple | None = None,
-             rank_arrays: tuple[np.ndarray, np.ndarray] | None = None) -> dict[str, Any]:
+             rank_arrays: tuple[np.ndarray, np.ndarray] | None = None,
+             reuse_pilot: bool = True) -> dict[str, Any]:
     """Train (or resume, or skip) one cell and return its provenance record.
 
     Args:
@@ -124,6 +128,8 @@ def run_cell(mode: str, method: str | None = None, fraction: float | None = None
         datasets: ``(train, test)`` CIFAR100s instead of CIFAR-100 (tests).
         rank_arrays: ``(train ranks (N_train, H*W), test ranks (N_test, H*W))`` instead of
             the rank file (tests; the method is then only a label).
+        reuse_pilot: mode ``unmodified`` copies the pilot's finished run of the same recipe
+            instead of training it again (False: train, as a reproduction must).
 
     Returns:
         The provenance dict (also in ``out/provenance.json``): mode, method, fraction,
@@ -167,7 +173,7 @@ def run_cell(mode: str, method: str | None = None, fraction: float | None = None
     if mode == "unmodified":
         source = pilot_dir(root, epochs, seed)
         prev = read_json(source / "provenance.json")
-        if (source.resolve() != out.resolve() and prev is not None
+        if (reuse_pilot and source.resolve() != out.resolve() and prev is not None
                 and not _differences(prev, mine) and prev.get("data_sha256") == fingerprint):
             _copy_run(source, out)
             write_json(out / "provenance.json",
@@ -211,4 +217,67 @@ def run_cell(mode: str, method: str | None = None, fraction: float | None = None
     })
     write_json(out / "provenance.json", record)
     (out / "last.pt").unlink(missing_ok=True)
+    return record
+
+
+def reproduce_cell(cell: str | os.PathLike, out: str | os.PathLike | None = None,
+                   root: str | os.PathLike = DEFAULT_ROOT, **kwargs: Any) -> dict[str, Any]:
+    """Train a finished cell again from its committed record and compare the accuracies.
+
+    The cell's ``provenance.json`` gives mode, method, fraction, epochs and seed; the recipe
+    is today's (:func:`interpretable.roar.recipe`), and a ValueError names any setting that
+    differs from the one the cell recorded. The cell is trained into ``out`` (default
+    ``root/reproduce/<cell name>``; resumable like any cell) and its test top-1 compared with
+    the committed one: the reproduction holds when they differ by at most the pilot's spread
+    (:func:`interpretable.roar.pilot_spread`: what the seed alone does to an unmodified
+    retrain). The recipe is checked before training; the ranks after it (the rank file is read
+    by the training cell): a changed rank file (another checkpoint, other data) is an error,
+    not a failed reproduction.
+
+    Args:
+        cell: the finished cell's folder. out, root: as above.
+        **kwargs: passed on to :func:`run_cell` (``cache``, ``checkpoint``, ``data_root``,
+            ``device``, ``progress``, ``batch_size``; tests: ``overrides``, ``datasets``,
+            ``rank_arrays``).
+
+    Returns:
+        The record also written to ``out/reproduction.json``: ``cell``, ``committed`` and
+        ``reproduced`` top-1 (%), ``difference`` (reproduced - committed, points), the
+        pilot's ``spread`` and ``pilot_top1``, ``holds``, ``identical`` (bit-equal top-1 and
+        top-5, as on the machine that trained the cell), and the reproduced cell's provenance.
+    """
+    from .plan import pilot_spread
+
+    cell = Path(cell)
+    done = read_json(cell / "provenance.json")
+    if done is None or done.get("format") != CELL_FORMAT:
+        raise FileNotFoundError(f"cell={str(cell)!r}: no finished ROAR / KAR cell there "
+                                f"(its provenance.json is missing or not a cell's)")
+    spread = pilot_spread(root)
+    out = Path(out) if out is not None else Path(root) / "reproduce" / cell.name
+    if out.resolve() == cell.resolve():
+        raise ValueError("out must differ from the cell it reproduces")
+    settings = recipe(int(done["epochs"]), int(done["seed"]))
+    settings.update(kwargs.get("overrides") or {})
+    mine = {k: done.get(k) for k in ("mode", "method", "fraction", "epochs", "seed")}
+    diff = _differences(done, {**mine, "recipe": TrainConfig(**settings).math_settings()})
+    if diff:
+        raise ValueError(f"the recipe changed since {cell} was trained ({', '.join(diff)}): "
+                         "its accuracy cannot be reproduced with today's recipe")
+    p = run_cell(done["mode"], done["method"], done["fraction"], root=root,
+                 epochs=int(done["epochs"]), seed=int(done["seed"]), out=out,
+                 reuse_pilot=False, **kwargs)
+    if done.get("rank_sha256") != p.get("rank_sha256"):
+        raise ValueError(f"the ranks differ from those {cell} was trained on (sha256 "
+                         f"{p.get('rank_sha256')} against {done.get('rank_sha256')})")
+    difference = round(p["test_acc"] - done["test_acc"], 6)
+    record = {"format": REPRODUCTION_FORMAT, "cell": cell.name, "committed": done["test_acc"],
+              "reproduced": p["test_acc"], "difference": difference,
+              "spread": spread["spread"], "pilot_top1": spread["top1"],
+              "pilot_epochs": spread["epochs"], "holds": abs(difference) <= spread["spread"],
+              "identical": (p["test_acc"], p["test_top5"]) == (done["test_acc"],
+                                                               done["test_top5"]),
+              "provenance": {k: v for k, v in p.items() if k != "skipped"},
+              "date_utc": now_utc()}
+    write_json(out / "reproduction.json", record)
     return record

@@ -4,6 +4,9 @@
 ``python -m interpretable.roar cell --mode roar --method gradcam --fraction 0.5 [--epochs E]
 [--out DIR]``: train (resume, or skip) one cell; ``--mode unmodified`` takes no method and no
 fraction. ``python -m interpretable.roar table``: the finished cells, the pilot and its choice.
+``python -m interpretable.roar reproduce CELL [--out DIR]``: train a finished cell again from
+its record; exit 1 when its top-1 differs from the committed one by more than the pilot's
+spread.
 Bad arguments print one line naming the argument and exit with status 2.
 
 To hang it under another parser (``python -m interpretable roar ...``): call
@@ -64,7 +67,8 @@ def _common_options(p: argparse.ArgumentParser) -> None:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Add the ``ranks``, ``cell`` and ``table`` subcommands to ``parser`` (dest
     ``roar_command``); :func:`run` executes the parsed namespace."""
-    sub = parser.add_subparsers(dest="roar_command", required=True, metavar="{ranks,cell,table}")
+    sub = parser.add_subparsers(dest="roar_command", required=True,
+                                metavar="{ranks,cell,table,reproduce}")
     r = sub.add_parser("ranks", help="compute or check one method's rank file",
                        description="Rank every pixel of every CIFAR-100 training and test "
                        "image by the method's map of the true class (METHODS.md section 5); "
@@ -89,6 +93,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                    help="study folder: pilot runs, default cache (default %(default)s)")
     c.add_argument("--cache", default=None, help="rank files (default ROOT/cache)")
     _common_options(c)
+    p = sub.add_parser("reproduce", help="train a finished cell again and compare its top-1",
+                       description="Train a finished cell again from its provenance record "
+                       "(same mode, method, fraction, epochs, seed, recipe and ranks) and "
+                       "compare the test top-1 with the committed one; exit status 1 when they "
+                       "differ by more than the spread of the pilot's seeds.")
+    p.add_argument("cell", metavar="CELL", help="the finished cell's folder")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="where to train it again (default ROOT/reproduce/<cell name>)")
+    p.add_argument("--root", default=str(DEFAULT_ROOT),
+                   help="study folder: the pilot runs (default %(default)s)")
+    p.add_argument("--cache", default=None, help="rank files (default ROOT/cache)")
+    _common_options(p)
     t = sub.add_parser("table", help="the finished cells, the pilot runs and the epoch choice")
     t.add_argument("--root", default=str(DEFAULT_ROOT), help="study folder (default %(default)s)")
     t.add_argument("--json", action="store_true", help="rows as JSON")
@@ -129,10 +145,23 @@ def run(args: argparse.Namespace) -> int:
             print(f"{args.method}: ranks {out.shape[0]} x {out.shape[1]}, sha256 "
                   f"{info['sha256']} ({info.get('seconds', '?')} s)")
             return 0
+        device = parse_device(args.device)
+        if command == "reproduce":
+            from .cells import reproduce_cell
+
+            r = reproduce_cell(args.cell, out=args.out, root=args.root, cache=args.cache,
+                               checkpoint=args.checkpoint, data_root=args.data_root,
+                               device="auto" if device is None else str(device),
+                               progress=not args.no_progress, batch_size=args.batch_size)
+            verdict = "reproduced" if r["holds"] else "NOT reproduced"
+            print(f"{verdict}: {r['cell']}: top-1 {r['reproduced']:.2f}% against "
+                  f"{r['committed']:.2f}% committed ({r['difference']:+.2f} points; the "
+                  f"pilot's seeds spread {r['spread']:.2f})"
+                  + ("; bit-identical" if r["identical"] else ""))
+            return 0 if r["holds"] else 1
         _check_cell_args(args)
         from .cells import run_cell
 
-        device = parse_device(args.device)
         p = run_cell(args.mode, args.method, args.fraction, root=args.root, epochs=args.epochs,
                      seed=args.seed, out=args.out, cache=args.cache, checkpoint=args.checkpoint,
                      data_root=args.data_root, device="auto" if device is None else str(device),

@@ -10,7 +10,8 @@ them with two lines at its end (``interpretable/study/jobs.py``, formerly
 In run order: the pilot (the unmodified retrain for 4, 6 and 8 epochs, seed 0; then seeds 1
 and 2 at the epoch count the pilot rule of :mod:`interpretable.roar.plan` chooses: one
 conditional job per candidate count), the four rank files, then ``unmodified`` (copied from the
-seed-0 pilot run at the chosen count) and the 24 cells of :func:`interpretable.roar.plan.grid`.
+seed-0 pilot run at the chosen count), the 24 cells of :func:`interpretable.roar.plan.grid`
+and last one cell trained again from its record (``roar reproduce``, :data:`REPRODUCED`).
 The cells wait (``ready()``) until the pilot rule has chosen and their rank file exists; their
 ``--epochs`` is the choice, added when the job starts.
 
@@ -30,12 +31,22 @@ from pathlib import Path
 from typing import Any
 
 from ._common import METHODS
-from .plan import PILOT_EPOCHS, PILOT_SEEDS, cell_dir, chosen_epochs, grid, pilot_dir
+from .plan import (
+    PILOT_EPOCHS,
+    PILOT_SEEDS,
+    cell_dir,
+    chosen_epochs,
+    grid,
+    pilot_dir,
+    pilot_spread,
+)
 
 __all__ = ["roar_jobs"]
 
 #: Where the study lives, relative to the reference folder of the scheduler.
 FOLDER = "roar"
+#: The cell trained a second time from its record (``roar reproduce``): FastCAM, ROAR, t 0.5.
+REPRODUCED = ("roar", "fastcam", 0.5)
 
 
 def roar_jobs(base: type, here: Callable[[], Path]) -> list[Any]:
@@ -102,4 +113,17 @@ def roar_jobs(base: type, here: Callable[[], Path]) -> list[Any]:
                           ["--mode", mode, "--method", method, "--fraction", f"{t:g}"],
                           needs=(f"{FOLDER}/cache/{method}.npy", f"{FOLDER}/cache/{method}.json"),
                           wanted=decided, pilot=True))
-    return pilot + seeds + ranks + cells
+    def spread_known() -> bool | None:
+        try:
+            pilot_spread(here() / FOLDER)
+        except ValueError:
+            return None
+        return True
+
+    cell_name = str(cell_dir(FOLDER, *REPRODUCED))
+    again = f"{FOLDER}/reproduce/{Path(cell_name).name}"
+    reproduce = RoarJob(again, ["reproduce", f"reference/{cell_name}", "--out",
+                                f"reference/{again}", "--no-progress"],
+                        (f"{cell_name}/provenance.json",), (f"{again}/reproduction.json",),
+                        wanted=spread_known)
+    return pilot + seeds + ranks + cells + [reproduce]

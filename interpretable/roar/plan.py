@@ -50,7 +50,8 @@ from ._common import (
 
 __all__ = ["RECIPE", "WARMUP_SHARE", "PILOT_EPOCHS", "PILOT_SEEDS", "REFERENCE_TOP1",
            "TOLERANCE", "CELL_FORMAT", "recipe", "cell_dir", "pilot_dir", "rank_path",
-           "choose_epochs", "pilot_results", "chosen_epochs", "grid", "table", "table_lines"]
+           "choose_epochs", "pilot_results", "chosen_epochs", "pilot_spread", "grid", "table",
+           "table_lines"]
 
 #: Share of the epochs spent in the linear learning-rate warm-up (the cpu preset: 3 of 20).
 WARMUP_SHARE = 0.15
@@ -141,6 +142,27 @@ def chosen_epochs(root: str | os.PathLike = DEFAULT_ROOT) -> int | None:
     """The epoch count the pilot rule gives from the runs finished below ``root``, or None."""
     done = pilot_results(root)
     return choose_epochs({e: done.get((e, 0)) for e in PILOT_EPOCHS})
+
+
+def pilot_spread(root: str | os.PathLike = DEFAULT_ROOT) -> dict[str, Any]:
+    """What training randomness alone does to a cell's top-1: the unmodified retrains at the
+    chosen epoch count, seed 0 and :data:`PILOT_SEEDS`.
+
+    Returns ``{"epochs": E, "top1": {seed: top-1}, "spread": max - min}`` (points); a
+    ValueError while the pilot has not chosen E or a seed's run is unfinished.
+    """
+    epochs = chosen_epochs(root)
+    if epochs is None:
+        raise ValueError(f"the pilot below {root} has not chosen the epochs yet")
+    done = pilot_results(root)
+    seeds = (0, *PILOT_SEEDS)
+    missing = [s for s in seeds if (epochs, s) not in done]
+    if missing:
+        raise ValueError(f"the pilot's unmodified retrains at {epochs} epochs with seed(s) "
+                         f"{', '.join(map(str, missing))} are not finished below {root}")
+    top1 = {s: done[(epochs, s)] for s in seeds}
+    return {"epochs": epochs, "top1": top1,
+            "spread": round(max(top1.values()) - min(top1.values()), 6)}
 
 
 def grid() -> list[tuple[str, str, float]]:
