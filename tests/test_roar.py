@@ -432,6 +432,10 @@ def test_a_cell_trained_again_from_its_record_reproduces_its_accuracy(task, tmp_
     out = tmp_path / "reproduce" / "roar_random_t0.5"
     assert json.loads((out / "reproduction.json").read_text())["holds"]
     assert roar.table(tmp_path)[0]["cell"] == "roar_random_t0.5"  # not a cell of the grid
+    lines = roar.table_lines(tmp_path)
+    assert lines[0].endswith("vs random  vs Grad-CAM") and lines[1].split()[-2:] == ["+0.00",
+                                                                                 "-"]
+    assert "spread of the pilot's seeds: 2.00 points" in lines[-1]
 
     # a committed accuracy the recipe cannot reach again: not reproduced (exit 1)
     record = json.loads((folder / "provenance.json").read_text())
@@ -480,3 +484,31 @@ def test_roar_figure_draws_each_method_per_mode_with_the_seed_band():
     assert kar_ax.get_title().startswith("KAR")
     with pytest.raises(ValueError, match="no finished ROAR or KAR cell"):
         roar_figure(rows[:1])
+
+
+def test_reading_signs_each_cell_against_random_and_grad_cam_with_the_seed_spread():
+    def row(mode, method, t, top1):
+        return {"mode": mode, "method": method, "fraction": t, "top1": top1}
+
+    rows = [row("unmodified", None, None, 60.0),
+            row("roar", "random", 0.5, 50.0), row("roar", "gradcam", 0.5, 40.0),
+            row("roar", "fastcam", 0.5, 41.5), row("roar", "smoe", 0.5, 49.5),
+            row("kar", "random", 0.5, 30.0), row("kar", "gradcam", 0.5, 45.0),
+            row("kar", "fastcam", 0.5, 45.8), row("kar", "smoe", 0.1, 20.0)]
+    got = {(r["mode"], r["method"], r["fraction"]): r for r in roar.reading(rows, 1.0)}
+    assert len(got) == 8 and ("unmodified", None, None) not in got
+    g, f, s = (got["roar", m, 0.5] for m in ("gradcam", "fastcam", "smoe"))
+    assert (g["vs_random"], g["beats_random"], g["vs_reference"], g["on_par"]) == (
+        10.0, True, 0.0, True)        # lower under ROAR = the map removed what was needed
+    assert f["vs_reference"] == pytest.approx(-1.5) and f["worse_than_reference"]
+    assert not f["on_par"] and f["beats_random"]
+    assert s["vs_random"] == pytest.approx(0.5) and s["beats_random"] is False
+    k = got["kar", "fastcam", 0.5]   # higher under KAR = what it kept was enough
+    assert k["vs_random"] == pytest.approx(15.8) and k["vs_reference"] == pytest.approx(0.8)
+    assert k["on_par"] and not k["better_than_reference"]
+    assert got["roar", "random", 0.5]["beats_random"] is None
+    lone = got["kar", "smoe", 0.1]    # no random or Grad-CAM cell at t = 0.1
+    assert lone["vs_random"] is lone["vs_reference"] is lone["on_par"] is None
+    for bad in (-1, float("nan"), True, "1"):
+        with pytest.raises(ValueError, match="spread must be"):
+            roar.reading(rows, bad)

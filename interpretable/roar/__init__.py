@@ -29,7 +29,7 @@ _LAZY = {
     "TOLERANCE": "plan", "recipe": "plan", "cell_dir": "plan", "pilot_dir": "plan",
     "rank_path": "plan", "choose_epochs": "plan", "chosen_epochs": "plan",
     "pilot_results": "plan", "pilot_spread": "plan", "grid": "plan", "table": "plan",
-    "table_lines": "plan", "run_cell": "cells", "reproduce_cell": "cells",
+    "table_lines": "plan", "reading": "plan", "run_cell": "cells", "reproduce_cell": "cells",
     "REPRODUCTION_FORMAT": "cells", "add_arguments": "cli", "run": "cli", "main": "cli",
 }
 __all__ = sorted(_LAZY)

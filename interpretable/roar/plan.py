@@ -51,7 +51,7 @@ from ._common import (
 __all__ = ["RECIPE", "WARMUP_SHARE", "PILOT_EPOCHS", "PILOT_SEEDS", "REFERENCE_TOP1",
            "TOLERANCE", "CELL_FORMAT", "recipe", "cell_dir", "pilot_dir", "rank_path",
            "choose_epochs", "pilot_results", "chosen_epochs", "pilot_spread", "grid", "table",
-           "table_lines"]
+           "table_lines", "reading"]
 
 #: Share of the epochs spent in the linear learning-rate warm-up (the cpu preset: 3 of 20).
 WARMUP_SHARE = 0.15
@@ -196,16 +196,77 @@ def table(root: str | os.PathLike = DEFAULT_ROOT) -> list[dict[str, Any]]:
 
 
 def table_lines(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
-    """:func:`table` as aligned text, then the pilot runs and the epoch choice."""
-    lines = [f"{'mode':11} {'method':8} {'t':>4} {'top-1':>6} {'top-5':>6} {'epochs':>6}"]
-    for r in table(root):
+    """:func:`table` as aligned text, each ROAR / KAR cell read against the random map and
+    Grad-CAM (:func:`reading`, points, positive = the map found more; ``*`` beyond the
+    pilot's seed spread) once the spread is known, then the pilot runs and the epoch choice."""
+    rows = table(root)
+    try:
+        spread = pilot_spread(root)["spread"]
+    except ValueError:
+        spread = None
+    read = {} if spread is None else {
+        (r["mode"], r["method"], r["fraction"]): r for r in reading(rows, spread)}
+    lines = [f"{'mode':11} {'method':8} {'t':>4} {'top-1':>6} {'top-5':>6} {'epochs':>6}"
+             + ("" if spread is None else f" {'vs random':>10} {'vs Grad-CAM':>12}")]
+
+    def signed(value: float | None) -> str:
+        if value is None:
+            return "-"
+        return f"{value:+.2f}" + ("*" if abs(value) > spread else " ")
+
+    for r in rows:
         t = "-" if r["fraction"] is None else f"{r['fraction']:g}"
-        lines.append(f"{r['mode']:11} {r['method'] or '-':8} {t:>4} {r['top1']:6.2f} "
-                     f"{r['top5']:6.2f} {r['epochs']:6d}")
+        line = (f"{r['mode']:11} {r['method'] or '-':8} {t:>4} {r['top1']:6.2f} "
+                f"{r['top5']:6.2f} {r['epochs']:6d}")
+        x = read.get((r["mode"], r["method"], r["fraction"]))
+        if x is not None:
+            line += f" {signed(x['vs_random']):>10} {signed(x['vs_reference']):>12}"
+        lines.append(line)
     pilot = pilot_results(root)
     for (epochs, seed), top1 in sorted(pilot.items()):
         lines.append(f"pilot: {epochs} epochs, seed {seed}: top-1 {top1:.2f}%")
     e = chosen_epochs(root)
     lines.append(f"epochs chosen by the pilot rule: {e if e is not None else 'not yet'} "
                  f"(fewest of {PILOT_EPOCHS} with top-1 >= {REFERENCE_TOP1:g} - {TOLERANCE:g})")
+    if spread is not None:
+        lines.append(f"spread of the pilot's seeds: {spread:.2f} points (* = beyond it; "
+                     "vs columns: positive = the map found more)")
     return lines
+
+
+def reading(rows: list[dict[str, Any]], spread: float,
+            reference: str = "gradcam") -> list[dict[str, Any]]:
+    """Each finished cell against the random map and against ``reference`` (Grad-CAM), with
+    the pilot's seed spread as the yardstick (METHODS.md section 5).
+
+    ``rows``: :func:`table`; ``spread``: :func:`pilot_spread`'s ``spread`` (points). A map
+    "found more" than another when its cell is lower under ROAR (what it removed was needed)
+    or higher under KAR (what it kept was enough), so ``vs_random`` and ``vs_reference`` are
+    signed that way: positive = better, in points of top-1 (None without that cell).
+    ``beats_random``: better than the random map by more than ``spread``;
+    ``on_par``: within ``spread`` of ``reference`` (its own rows too); ``worse_than_reference``
+    and ``better_than_reference``: beyond it. One dict per ROAR / KAR cell, in table order.
+    """
+    if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not spread >= 0:
+        raise ValueError(f"spread must be a non-negative number of points; got {spread!r}")
+    top1 = {(r["mode"], r["method"], r["fraction"]): r["top1"] for r in rows}
+    out = []
+    for r in rows:
+        if r["mode"] not in MODES:
+            continue
+        sign = -1.0 if r["mode"] == "roar" else 1.0
+
+        def versus(method: str, r: dict[str, Any] = r, sign: float = sign) -> float | None:
+            other = top1.get((r["mode"], method, r["fraction"]))
+            # + 0.0: no "-0.00" for a tie
+            return None if other is None else round(sign * (r["top1"] - other), 6) + 0.0
+
+        vs_random, vs_ref = versus("random"), versus(reference)
+        out.append({"mode": r["mode"], "method": r["method"], "fraction": r["fraction"],
+                    "top1": r["top1"], "vs_random": vs_random, "vs_reference": vs_ref,
+                    "beats_random": None if vs_random is None or r["method"] == "random"
+                    else vs_random > spread,
+                    "on_par": None if vs_ref is None else abs(vs_ref) <= spread,
+                    "better_than_reference": None if vs_ref is None else vs_ref > spread,
+                    "worse_than_reference": None if vs_ref is None else vs_ref < -spread})
+    return out
