@@ -86,6 +86,11 @@ def _differences(done: dict[str, Any], mine: dict[str, Any]) -> list[str]:
                    if saved.get(k, defaults.get(k)) != v]
 
 
+def _settings(epochs: int, seed: int, overrides: dict[str, Any] | None) -> dict[str, Any]:
+    """The TrainConfig settings of a cell: the recipe, then the caller's overrides (tests)."""
+    return {**recipe(epochs, seed), **(overrides or {})}
+
+
 def _array_sha(*arrays: np.ndarray) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -142,8 +147,7 @@ def run_cell(mode: str, method: str | None = None, fraction: float | None = None
         if epochs is None:
             raise ValueError(f"epochs not given and the pilot below {root} has not chosen them "
                              "yet (interpretable.roar.plan: the pilot rule)")
-    settings = recipe(epochs, seed)
-    settings.update(overrides or {})
+    settings = _settings(epochs, seed, overrides)
     out = Path(out) if out is not None else cell_dir(root, mode, method, fraction)
     cfg = TrainConfig(**{**settings, "out": str(out), "device": device, "progress": progress,
                          "data_root": None if data_root is None else str(data_root)}).validate()
@@ -257,8 +261,7 @@ def reproduce_cell(cell: str | os.PathLike, out: str | os.PathLike | None = None
     out = Path(out) if out is not None else Path(root) / "reproduce" / cell.name
     if out.resolve() == cell.resolve():
         raise ValueError("out must differ from the cell it reproduces")
-    settings = recipe(int(done["epochs"]), int(done["seed"]))
-    settings.update(kwargs.get("overrides") or {})
+    settings = _settings(int(done["epochs"]), int(done["seed"]), kwargs.get("overrides"))
     mine = {k: done.get(k) for k in ("mode", "method", "fraction", "epochs", "seed")}
     diff = _differences(done, {**mine, "recipe": TrainConfig(**settings).math_settings()})
     if diff:
