@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import interpretable as itp
+from interpretable import models as itp_models
 from interpretable import roar
 from interpretable._io import sha256_file
 from interpretable.roar import plan
@@ -187,6 +188,22 @@ def test_the_unmodified_cell_reuses_the_pilot_run(task, tmp_path):
     assert (tmp_path / "unmodified" / "summary.json").is_file()
     assert plan.pilot_results(tmp_path) == {(1, 0): pilot["test_acc"]}
     assert [r["mode"] for r in roar.table(tmp_path)] == ["unmodified"]
+
+
+def test_a_cell_with_the_recipes_float16_final_weights_finishes(task, tmp_path):
+    # The recipe stores final.pt in float16 and asks for no alignment: finishing must not
+    # feed float32 images to the float16 copy (the pilot of session 16 failed there).
+    train, test, _ = task
+    small = (ImageSet(train.images[:64], train.targets[:64]),
+             ImageSet(test.images[:32], test.targets[:32], split="test"))
+    cell = roar.run_cell("unmodified", root=tmp_path, epochs=1, datasets=small,
+                         overrides={**TINY, "final_fp16": True})
+    assert cell["weights_dtype"] == "float16"
+    summary = json.loads((tmp_path / "unmodified" / "summary.json").read_text())
+    assert summary["test_acc_float16_weights"] == pytest.approx(cell["test_acc"], abs=0.1)
+    assert "test_align_logit" not in summary
+    final = itp_models.read_checkpoint(tmp_path / "unmodified" / "final.pt", "cpu")
+    assert final["meta"]["weights_dtype"] == "float16"
 
 
 # ---------------------------------------------------------------------------- (d) errors

@@ -335,7 +335,7 @@ def _finish(cfg: TrainConfig, d: Distributed, model: nn.Module, history: list[di
     if not d.main:
         return summary
     weights_dtype = "float32"
-    save_model = model
+    save_model = stored = model  # stored: float32 model holding the weights final.pt keeps
     if cfg.final_fp16:
         # Keep float16 only if the reloaded float32 model gives the same test accuracy.
         half = copy.deepcopy(model).half()
@@ -346,10 +346,10 @@ def _finish(cfg: TrainConfig, d: Distributed, model: nn.Module, history: list[di
         summary["test_acc_float16_weights"] = acc["test_acc"]
         summary["test_top5_float16_weights"] = acc["test_top5"]
         if summary["test_acc"] is not None and abs(acc["test_acc"] - summary["test_acc"]) <= 0.1:
-            save_model, weights_dtype = half, "float16"
+            save_model, stored, weights_dtype = half, back, "float16"
             summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
-    if "test_align_logit" not in summary:
-        acc = measure(save_model)
+    if cfg.align_eval_images and "test_align_logit" not in summary:
+        acc = measure(stored)  # a float16 model would not take the float32 test images
         summary.update({k: v for k, v in acc.items() if k.startswith("test_align_")})
     final_meta = {"weights_dtype": weights_dtype, "training": asdict(cfg),
                   "test_acc": summary["test_acc"], "test_top5": summary["test_top5"],
