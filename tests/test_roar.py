@@ -14,6 +14,7 @@ from interpretable import models as itp_models
 from interpretable import roar
 from interpretable._io import sha256_file
 from interpretable.roar import plan
+from interpretable.roar._common import DEFAULT_CHECKPOINT
 from interpretable.roar.images import ImageSet
 from interpretable.roar.ranking import RANKS_FORMAT
 
@@ -529,3 +530,43 @@ def test_reading_signs_each_cell_against_random_and_grad_cam_with_the_seed_sprea
     for bad in (-1, float("nan"), True, "1"):
         with pytest.raises(ValueError, match="spread must be"):
             roar.reading(rows, bad)
+
+
+# ------------------------------------------------------------- (g) the committed records
+
+
+def _committed_cells() -> list[Path]:
+    return sorted(p.parent for p in (REPO / "reference" / "roar").glob("**/provenance.json"))
+
+
+def test_the_committed_cells_were_trained_with_todays_recipe_and_agree():
+    # Every committed cell record (pilot runs included) is in today's format and recipe, its
+    # summary and log agree with it, all saw the same data, and the cells explain the
+    # committed baseline with the epoch count the pilot rule gives.
+    from interpretable.roar.cells import _differences
+
+    folders = _committed_cells()
+    assert folders, "no committed ROAR record below reference/roar"
+    root = REPO / "reference" / "roar"
+    baseline_sha = sha256_file(REPO / DEFAULT_CHECKPOINT)
+    chosen = plan.chosen_epochs(root)
+    fingerprints = set()
+    for folder in folders:
+        p = json.loads((folder / "provenance.json").read_text())
+        name = folder.relative_to(root)
+        assert p["format"] == plan.CELL_FORMAT, name
+        mine = {k: p[k] for k in ("mode", "method", "fraction", "epochs", "seed")}
+        mine["recipe"] = plan.recipe(p["epochs"], p["seed"])
+        assert _differences(p, mine) == [], name
+        summary = json.loads((folder / "summary.json").read_text())
+        assert summary["test_acc"] == p["test_acc"] and summary["epochs"] == p["epochs"], name
+        assert summary["weights_dtype"] == p["weights_dtype"] == "float16", name
+        log = [json.loads(line) for line in (folder / "log.jsonl").read_text().splitlines()]
+        assert [r["epoch"] for r in log] == list(range(1, p["epochs"] + 1)), name
+        assert log[-1]["test_acc"] == p["test_acc"], name
+        fingerprints.add(p["data_sha256"])
+        if folder.parent == root and p["mode"] != "unmodified":  # a grid cell
+            assert p["epochs"] == chosen, name
+            assert p["explained_checkpoint_sha256"] == baseline_sha, name
+            assert p["rank_sha256"] and p["ranks"]["sha256"] == p["rank_sha256"], name
+    assert len(fingerprints) == 1, "the committed cells saw different data"
