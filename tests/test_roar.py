@@ -570,3 +570,25 @@ def test_the_committed_cells_were_trained_with_todays_recipe_and_agree():
             assert p["explained_checkpoint_sha256"] == baseline_sha, name
             assert p["rank_sha256"] and p["ranks"]["sha256"] == p["rank_sha256"], name
     assert len(fingerprints) == 1, "the committed cells saw different data"
+
+
+def test_modified_figure_draws_the_cells_images_per_map_and_mode():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from interpretable.book.roar import modified_figure
+
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, 256, size=(8, 8, 3), dtype=np.uint8)
+    ranks = {"first": np.arange(64), "random": rng.permutation(64)}
+    fill = (1, 2, 3)
+    fig = modified_figure(image, ranks, fill, fractions=(0.25, 0.75))
+    assert len(fig.axes) == 2 * 4
+    drawn = fig.axes[1].images[0].get_array()  # row "first", ROAR t = 0.75
+    replaced = (np.asarray(drawn) == fill).all(axis=-1)
+    assert replaced.reshape(-1)[:48].all() and not replaced.reshape(-1)[48:].any()
+    kar = np.asarray(fig.axes[2].images[0].get_array())  # KAR t = 0.25: 16 pixels kept
+    assert ((kar == fill).all(axis=-1).reshape(-1)[16:]).all()
+    assert fig.axes[0].get_title() == "ROAR, t = 0.25"
+    with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
+        modified_figure(image.astype(float), ranks, fill)

@@ -1,6 +1,7 @@
-"""ROAR and KAR curves for the FastCAM chapter: retrained test top-1 against the fraction of
-pixels removed (ROAR) or kept (KAR), per method, from the committed cell summaries
-(:func:`interpretable.roar.table`) alone.
+"""ROAR and KAR for the FastCAM chapter: the images a cell retrains on
+(:func:`modified_figure`) and the retrained test top-1 against the fraction of pixels removed
+(ROAR) or kept (KAR), per method, from the committed cell summaries
+(:func:`interpretable.roar.table`) alone (:func:`roar_figure`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import numpy as np
 from . import style
 from .training import _figure
 
-__all__ = ["roar_figure"]
+__all__ = ["modified_figure", "roar_figure"]
 
 _TITLES = {"roar": "ROAR: the top fraction removed\n(lower = the map found more)",
            "kar": "KAR: only the top fraction kept\n(higher = the map found more)"}
@@ -23,6 +24,46 @@ def _label(method: str) -> str:
     from ..attribution import METHODS
 
     return METHODS[method].name if method in METHODS else method
+
+
+def modified_figure(image: np.ndarray, ranks: Mapping[str, np.ndarray], fill: Any,
+                    fractions: Sequence[float] = (0.1, 0.5, 0.9)) -> Any:
+    """What ROAR and KAR retrain on: one image with its top-t pixels replaced (ROAR) and with
+    only them kept (KAR), one row per map.
+
+    Args:
+        image: (H, W, 3) uint8, pixel space.
+        ranks: ``{label: (H*W,) pixel ranks}`` of the image, 0 = most salient (one row of a
+            rank file, or :func:`interpretable.roar.pixel_ranks`).
+        fill: the replacement colour, 3 values in uint8 pixel space
+            (:func:`interpretable.roar.train_mean` of the training set).
+        fractions: the fractions t, one column per mode and fraction.
+
+    The images are made by :func:`interpretable.roar.modified`, the function the cells use.
+    Returns a ``matplotlib.figure.Figure`` (rows: maps; columns: ROAR at each t, then KAR).
+    """
+    from ..roar import modified
+    from ..roar.images import ImageSet
+
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[-1] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"image must be (H, W, 3) uint8, got {image.shape} {image.dtype}")
+    if not ranks:
+        raise ValueError("ranks must name at least one map")
+    one = ImageSet(image[None], np.zeros(1, np.int64))
+    columns = [(mode, t) for mode in ("roar", "kar") for t in fractions]
+    fig = _figure(1.2 * len(columns) + 1.2, 1.25 * len(ranks) + 0.5)
+    axes = np.atleast_2d(fig.subplots(len(ranks), len(columns), squeeze=False))
+    for row, (label, r) in zip(axes, ranks.items(), strict=True):
+        r = np.asarray(r).reshape(1, -1)
+        for ax, (mode, t) in zip(row, columns, strict=True):
+            ax.imshow(modified(one, r, t, mode, fill).images[0], interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        row[0].set_ylabel(label, rotation=0, ha="right", va="center")
+    for ax, (mode, t) in zip(axes[0], columns, strict=True):
+        ax.set_title(f"{mode.upper()}, t = {t:g}", fontsize="small")
+    return fig
 
 
 def roar_figure(rows: Sequence[Mapping[str, Any]],
