@@ -592,3 +592,26 @@ def test_modified_figure_draws_the_cells_images_per_map_and_mode():
     assert fig.axes[0].get_title() == "ROAR, t = 0.25"
     with pytest.raises(ValueError, match=r"\(H, W, 3\) uint8"):
         modified_figure(image.astype(float), ranks, fill)
+
+
+def test_side_by_side_puts_each_maps_two_families_in_one_row():
+    import pandas as pd
+
+    from interpretable.book.roar import side_by_side
+
+    faith = pd.DataFrame({"AD ↓": [30.0, 95.0], "AG ↑": [1.0, 2.0], "Insertion ↑": [35.0, 14.0],
+                          "Deletion ↓": [8.0, 4.0]}, index=["Grad-CAM", "random map"])
+    rows = [{"mode": "unmodified", "method": None, "fraction": None, "top1": 55.0},
+            {"mode": "roar", "method": "gradcam", "fraction": 0.5, "top1": 30.0},
+            {"mode": "kar", "method": "random", "fraction": 0.5, "top1": 40.0},
+            {"mode": "roar", "method": "fastcam", "fraction": 0.1, "top1": 50.0}]
+    t = side_by_side(faith, rows)
+    assert list(t.index) == ["random map", "Grad-CAM", "FastCAM"]
+    assert list(t.columns) == ["AD ↓", "Insertion ↑", "Deletion ↓", "ROAR t=0.1 ↓",
+                               "ROAR t=0.5 ↓", "KAR t=0.1 ↑", "KAR t=0.5 ↑"]
+    assert t.loc["Grad-CAM", "ROAR t=0.5 ↓"] == 30.0
+    assert t.loc["random map", "KAR t=0.5 ↑"] == 40.0
+    assert t.loc["random map", "Deletion ↓"] == 4.0
+    assert np.isnan(t.loc["FastCAM", "AD ↓"]) and np.isnan(t.loc["Grad-CAM", "KAR t=0.5 ↑"])
+    assert list(side_by_side(faith, rows, fractions=[0.5]).columns)[-2:] == [
+        "ROAR t=0.5 ↓", "KAR t=0.5 ↑"]

@@ -14,7 +14,11 @@ import numpy as np
 from . import style
 from .training import _figure
 
-__all__ = ["modified_figure", "roar_figure"]
+__all__ = ["MAP_NAMES", "modified_figure", "roar_figure", "side_by_side"]
+
+#: The chapter's name of each ROAR / KAR method's map.
+MAP_NAMES = {"random": "random map", "smoe": "SMOE saliency", "gradcam": "Grad-CAM",
+             "fastcam": "FastCAM"}
 
 _TITLES = {"roar": "ROAR: the top fraction removed\n(lower = the map found more)",
            "kar": "KAR: only the top fraction kept\n(higher = the map found more)"}
@@ -114,3 +118,34 @@ def roar_figure(rows: Sequence[Mapping[str, Any]],
                               label="unmodified images" + (", spread of seeds" if seeds else "")))
     fig.legend(handles=handles, loc="outside lower center", ncol=min(len(handles), 5))
     return fig
+
+
+def side_by_side(faithfulness: Any, rows: Sequence[Mapping[str, Any]],
+                 fractions: Sequence[float] | None = None) -> Any:
+    """The two families of metrics for the same maps, one row per map.
+
+    Args:
+        faithfulness: :func:`interpretable.book.fastcam.faithfulness`'s DataFrame, indexed
+            by the names of :data:`MAP_NAMES` (this network, its images masked or deleted).
+        rows: :func:`interpretable.roar.table` (networks retrained on modified images).
+        fractions: the fractions t to show (default: every one with a finished cell).
+
+    Returns:
+        a pandas DataFrame: AD, Insertion and Deletion of ``faithfulness``, then one column
+        per mode and fraction, ``"ROAR t=0.5 ↓"`` / ``"KAR t=0.5 ↑"``: the retrained test
+        top-1 (%), NaN for a cell not finished. Rows: the maps of :data:`MAP_NAMES` present
+        in either input, in that order.
+    """
+    cells = {(r["mode"], r["method"], r["fraction"]): r["top1"] for r in rows
+             if r["mode"] in _TITLES}
+    if fractions is None:
+        fractions = sorted({t for (_, _, t) in cells})
+    names = [n for m, n in MAP_NAMES.items()
+             if n in faithfulness.index or any(k[1] == m for k in cells)]
+    table = faithfulness.reindex(names)[["AD ↓", "Insertion ↑", "Deletion ↓"]].copy()
+    for mode, arrow in (("roar", "↓"), ("kar", "↑")):
+        for t in fractions:
+            table[f"{mode.upper()} t={t:g} {arrow}"] = [
+                cells.get((mode, m, t), np.nan) for m, n in MAP_NAMES.items() if n in names]
+    return table
+
