@@ -615,3 +615,13 @@ def test_side_by_side_puts_each_maps_two_families_in_one_row():
     assert np.isnan(t.loc["FastCAM", "AD ↓"]) and np.isnan(t.loc["Grad-CAM", "KAR t=0.5 ↑"])
     assert list(side_by_side(faith, rows, fractions=[0.5]).columns)[-2:] == [
         "ROAR t=0.5 ↓", "KAR t=0.5 ↑"]
+
+
+def test_the_reference_readme_shows_the_committed_roar_cells():
+    """reference/README.md holds ``python -m interpretable roar table`` as the committed
+    records give it today, so a cell that lands cannot leave a stale table behind."""
+    root = REPO / "reference" / "roar"
+    readme = (REPO / "reference" / "README.md").read_text()
+    block = "```text\n" + "\n".join(plan.table_lines(root)) + "\n```"
+    assert block in readme, ("reference/README.md's ROAR table is out of date: paste the "
+                             "output of `python -m interpretable roar table` into it")
