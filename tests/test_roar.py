@@ -499,7 +499,7 @@ def test_roar_figure_draws_each_method_per_mode_with_the_seed_band():
     low, high = band.get_y(), band.get_y() + band.get_height()
     assert (low, high) == pytest.approx((59.0, 61.5))  # the seeds and the unmodified run
     assert "Grad-CAM" in [t.get_text() for t in fig.legends[0].get_texts()]
-    assert kar_ax.get_title().startswith("KAR")
+    assert kar_ax.get_title().startswith("KAR") and kar_ax.get_xlim() == (0, 100)
     with pytest.raises(ValueError, match="no finished ROAR or KAR cell"):
         roar_figure(rows[:1])
 

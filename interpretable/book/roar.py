@@ -106,6 +106,7 @@ def roar_figure(rows: Sequence[Mapping[str, Any]],
             if len(spread) > 1:
                 ax.axhspan(min(spread), max(spread), color=style.PALETTE["grey"], alpha=0.2)
         ax.set_title(_TITLES[mode])
+        ax.set_xlim(0, 100)  # the whole range, whichever fractions are finished
         ax.set_xlabel("fraction t of the pixels (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test top-1 of the retrained network (%)")
