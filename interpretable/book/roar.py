@@ -57,7 +57,7 @@ def modified_figure(image: np.ndarray, ranks: Mapping[str, np.ndarray], fill: An
     one = ImageSet(image[None], np.zeros(1, np.int64))
     columns = [(mode, t) for mode in ("roar", "kar") for t in fractions]
     fig = _figure(1.2 * len(columns) + 1.2, 1.25 * len(ranks) + 0.5)
-    axes = np.atleast_2d(fig.subplots(len(ranks), len(columns), squeeze=False))
+    axes = fig.subplots(len(ranks), len(columns), squeeze=False)
     for row, (label, r) in zip(axes, ranks.items(), strict=True):
         r = np.asarray(r).reshape(1, -1)
         for ax, (mode, t) in zip(row, columns, strict=True):
@@ -141,12 +141,13 @@ def side_by_side(faithfulness: Any, rows: Sequence[Mapping[str, Any]],
              if r["mode"] in _TITLES}
     if fractions is None:
         fractions = sorted({t for (_, _, t) in cells})
-    names = [n for m, n in MAP_NAMES.items()
-             if n in faithfulness.index or any(k[1] == m for k in cells)]
-    table = faithfulness.reindex(names)[["AD ↓", "Insertion ↑", "Deletion ↓"]].copy()
+    maps = [m for m, n in MAP_NAMES.items()
+            if n in faithfulness.index or any(k[1] == m for k in cells)]
+    table = faithfulness.reindex([MAP_NAMES[m] for m in maps])[
+        ["AD ↓", "Insertion ↑", "Deletion ↓"]].copy()
     for mode, arrow in (("roar", "↓"), ("kar", "↑")):
         for t in fractions:
             table[f"{mode.upper()} t={t:g} {arrow}"] = [
-                cells.get((mode, m, t), np.nan) for m, n in MAP_NAMES.items() if n in names]
+                cells.get((mode, m, t), np.nan) for m in maps]
     return table
 
