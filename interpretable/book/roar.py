@@ -112,7 +112,7 @@ def roar_figure(rows: Sequence[Mapping[str, Any]],
     axes[0].set_ylabel("test top-1 of the retrained network (%)")
     handles = [Line2D([], [], marker="o", color=style.PALETTE["grey"] if m == "random"
                       else style.color(_label(m)), linestyle="--" if m == "random" else "-",
-                      label=_label(m) + (" map (seeded)" if m == "random" else ""))
+                      label=MAP_NAMES.get(m, _label(m)) + (" (seeded)" if m == "random" else ""))
                for m in methods]
     if unmodified:
         handles.append(Line2D([], [], color=style.color("unmodified"),
