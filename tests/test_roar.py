@@ -626,3 +626,24 @@ def test_the_reference_readme_shows_the_committed_roar_cells():
     block = "```text\n" + "\n".join(plan.table_lines(root)) + "\n```"
     assert block in readme, ("reference/README.md's ROAR table is out of date: paste the "
                              "output of `python -m interpretable roar table` into it")
+
+
+def test_the_findings_page_quotes_the_committed_roar_cells():
+    """book/findings.md's ROAR / KAR table at t = 0.5 and the t = 0.1 numbers in its prose are
+    the committed cells' top-1, rounded to one decimal."""
+    import re
+
+    text = (REPO / "book" / "findings.md").read_text()
+    top1 = {(r["mode"], r["method"], r["fraction"]): r["top1"]
+            for r in plan.table(REPO / "reference" / "roar")}
+    names = {"random (seeded)": "random", "SMOE saliency alone": "smoe",
+             "Grad-CAM": "gradcam", "FastCAM": "fastcam"}
+    rows = dict(re.findall(r"^\| (.+?) \| ([\d.]+) \| [\d.]+ \|$", text, flags=re.M))
+    kar = dict(re.findall(r"^\| (.+?) \| [\d.]+ \| ([\d.]+) \|$", text, flags=re.M))
+    assert set(names) <= set(rows), "the findings' ROAR table lost a row"
+    for label, method in names.items():
+        assert float(rows[label]) == round(top1["roar", method, 0.5], 1), label
+        assert float(kar[label]) == round(top1["kar", method, 0.5], 1), label
+    for mode, method in (("roar", "random"), ("roar", "gradcam"), ("kar", "random"),
+                         ("kar", "gradcam")):
+        assert f"{top1[mode, method, 0.1]:.1f}" in text, (mode, method)
