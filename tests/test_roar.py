@@ -647,3 +647,27 @@ def test_the_findings_page_quotes_the_committed_roar_cells():
     for mode in ("roar", "kar"):
         for method in ("random", "gradcam", "fastcam"):
             assert f"{top1[mode, method, 0.1]:.1f}" in text, (mode, method)
+
+
+def test_a_committed_cell_was_reproduced_within_the_seed_spread():
+    """One cell trained again from its committed record (``python -m interpretable roar
+    reproduce``, the last job of run_all.sh) lands within the pilot's seed spread, on the same
+    ranks, data, explained checkpoint and recipe."""
+    from interpretable.roar.cells import REPRODUCTION_FORMAT
+
+    root = REPO / "reference" / "roar"
+    records = sorted((root / "reproduce").glob("*/reproduction.json"))
+    assert records, "no committed reproduction.json below reference/roar/reproduce"
+    spread = plan.pilot_spread(root)
+    for path in records:
+        rec = json.loads(path.read_text())
+        cell = json.loads((root / rec["cell"] / "provenance.json").read_text())
+        again = json.loads((path.parent / "provenance.json").read_text())
+        assert rec["format"] == REPRODUCTION_FORMAT
+        assert rec["committed"] == cell["test_acc"] and rec["reproduced"] == again["test_acc"]
+        assert rec["spread"] == spread["spread"]
+        assert abs(rec["reproduced"] - rec["committed"]) <= spread["spread"], rec["cell"]
+        assert rec["holds"] is True
+        for key in ("mode", "method", "fraction", "epochs", "seed", "rank_sha256",
+                    "data_sha256", "explained_checkpoint_sha256"):
+            assert again[key] == cell[key], (rec["cell"], key)
