@@ -70,6 +70,14 @@ def modified_figure(image: np.ndarray, ranks: Mapping[str, np.ndarray], fill: An
     return fig
 
 
+def _line_style(method: str) -> dict[str, Any]:
+    """One method's line in :func:`roar_figure` and its legend: the book colour, solid; the
+    seeded random map grey and dashed."""
+    if method == "random":
+        return {"marker": "o", "linestyle": "--", "color": style.PALETTE["grey"]}
+    return {"marker": "o", "linestyle": "-", "color": style.color(_label(method))}
+
+
 def roar_figure(rows: Sequence[Mapping[str, Any]],
                 seeds: Sequence[float] = ()) -> Any:
     """Retrained test top-1 (%) against the fraction t, one panel per mode (ROAR, KAR).
@@ -97,9 +105,7 @@ def roar_figure(rows: Sequence[Mapping[str, Any]],
             if not pts:
                 continue
             t, top1 = np.array(pts).T
-            random = method == "random"
-            ax.plot(t * 100, top1, marker="o", linestyle="--" if random else "-",
-                    color=style.PALETTE["grey"] if random else style.color(_label(method)))
+            ax.plot(t * 100, top1, **_line_style(method))
         if unmodified:
             ax.axhline(unmodified[0], color=style.color("unmodified"), linewidth=1)
             spread = [*unmodified, *seeds]
@@ -110,10 +116,8 @@ def roar_figure(rows: Sequence[Mapping[str, Any]],
         ax.set_xlabel("fraction t of the pixels (%)")
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("test top-1 of the retrained network (%)")
-    handles = [Line2D([], [], marker="o", color=style.PALETTE["grey"] if m == "random"
-                      else style.color(_label(m)), linestyle="--" if m == "random" else "-",
-                      label=MAP_NAMES.get(m, _label(m)) + (" (seeded)" if m == "random" else ""))
-               for m in methods]
+    handles = [Line2D([], [], **_line_style(m), label=MAP_NAMES.get(m, _label(m))
+                      + (" (seeded)" if m == "random" else "")) for m in methods]
     if unmodified:
         handles.append(Line2D([], [], color=style.color("unmodified"),
                               label="unmodified images" + (", spread of seeds" if seeds else "")))

@@ -204,8 +204,7 @@ def table_lines(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
         spread = pilot_spread(root)["spread"]
     except ValueError:
         spread = None
-    read = {} if spread is None else {
-        (r["mode"], r["method"], r["fraction"]): r for r in reading(rows, spread)}
+    read = {} if spread is None else reading(rows, spread)
     lines = [f"{'mode':11} {'method':8} {'t':>4} {'top-1':>6} {'top-5':>6} {'epochs':>6}"
              + ("" if spread is None else f" {'vs random':>10} {'vs Grad-CAM':>12}")]
 
@@ -234,8 +233,8 @@ def table_lines(root: str | os.PathLike = DEFAULT_ROOT) -> list[str]:
     return lines
 
 
-def reading(rows: list[dict[str, Any]], spread: float,
-            reference: str = "gradcam") -> list[dict[str, Any]]:
+def reading(rows: list[dict[str, Any]], spread: float, reference: str = "gradcam"
+            ) -> dict[tuple[str, str, float], dict[str, Any]]:
     """Each finished cell against the random map and against ``reference`` (Grad-CAM), with
     the pilot's seed spread as the yardstick (METHODS.md section 5).
 
@@ -245,12 +244,14 @@ def reading(rows: list[dict[str, Any]], spread: float,
     signed that way: positive = better, in points of top-1 (None without that cell).
     ``beats_random``: better than the random map by more than ``spread``;
     ``on_par``: within ``spread`` of ``reference`` (its own rows too); ``worse_than_reference``
-    and ``better_than_reference``: beyond it. One dict per ROAR / KAR cell, in table order.
+    and ``better_than_reference``: beyond it. One dict per ROAR / KAR cell, keyed by
+    ``(mode, method, fraction)``, e.g. ``reading(rows, 0.39)["roar", "fastcam", 0.5]``, in
+    table order.
     """
     if isinstance(spread, bool) or not isinstance(spread, (int, float)) or not spread >= 0:
         raise ValueError(f"spread must be a non-negative number of points; got {spread!r}")
     top1 = {(r["mode"], r["method"], r["fraction"]): r["top1"] for r in rows}
-    out = []
+    out: dict[tuple[str, str, float], dict[str, Any]] = {}
     for r in rows:
         if r["mode"] not in MODES:
             continue
@@ -262,11 +263,12 @@ def reading(rows: list[dict[str, Any]], spread: float,
             return None if other is None else round(sign * (r["top1"] - other), 6) + 0.0
 
         vs_random, vs_ref = versus("random"), versus(reference)
-        out.append({"mode": r["mode"], "method": r["method"], "fraction": r["fraction"],
-                    "top1": r["top1"], "vs_random": vs_random, "vs_reference": vs_ref,
-                    "beats_random": None if vs_random is None or r["method"] == "random"
-                    else vs_random > spread,
-                    "on_par": None if vs_ref is None else abs(vs_ref) <= spread,
-                    "better_than_reference": None if vs_ref is None else vs_ref > spread,
-                    "worse_than_reference": None if vs_ref is None else vs_ref < -spread})
+        out[r["mode"], r["method"], r["fraction"]] = {
+            "mode": r["mode"], "method": r["method"], "fraction": r["fraction"],
+            "top1": r["top1"], "vs_random": vs_random, "vs_reference": vs_ref,
+            "beats_random": None if vs_random is None or r["method"] == "random"
+                else vs_random > spread,
+            "on_par": None if vs_ref is None else abs(vs_ref) <= spread,
+            "better_than_reference": None if vs_ref is None else vs_ref > spread,
+            "worse_than_reference": None if vs_ref is None else vs_ref < -spread}
     return out
